@@ -1,0 +1,19 @@
+/**
+ * Fleet's state machines. Pure: no I/O, no clock, nothing imported from the project.
+ */
+export {
+  holdsLease,
+  JOB_MACHINE_EVENT_TYPES,
+  JOB_MACHINE_VERSION,
+  JOB_STATES,
+  type JobContext,
+  type JobDeadReason,
+  type JobInput,
+  type JobMachine,
+  type JobMachineEvent,
+  type JobMachineEventType,
+  type JobRunExit,
+  jobMachine,
+  jobMachineSetup,
+  WORKER_EVENT_TYPES,
+} from './job.machine.js';
