@@ -1,0 +1,144 @@
+/**
+ * The store port: a document store shaped like Cosmos DB. Every adapter (memory,
+ * sqlite, cosmos) implements it and passes the one contract suite in `test/contract/`.
+ *
+ * Guarantees every adapter gives:
+ * - `create` fails with `ALREADY_EXISTS` when the id is taken in that partition;
+ * - `replace` writes only when the stored `_etag` equals the given etag, else
+ *   `PRECONDITION_FAILED`; `NOT_FOUND` when there is nothing to replace; every
+ *   successful write returns a fresh `_etag`;
+ * - documents returned are copies: mutating one never changes the store;
+ * - named queries use indexes: their cost does not grow with the number of documents
+ *   that do not match (claim selection and due lookup in particular);
+ * - failures are `FleetError`s with the codes of `errors.ts`, mapped in one place.
+ *
+ * Times in documents and queries are ISO-8601 UTC strings with milliseconds, which
+ * order correctly as strings.
+ */
+import type {
+  ArtifactDoc,
+  EventDoc,
+  FactoryDoc,
+  JobDoc,
+  LeaseDoc,
+  Page,
+  ProfileDoc,
+  RunDoc,
+  Stage,
+} from './types.js';
+
+/** A document as stored, with its entity tag. */
+export type Stored<T> = T & { readonly _etag: string };
+
+/** Container names, partition keys and what each holds: the single registration table. */
+export const CONTAINERS = {
+  jobs: { name: 'fleet_jobs', partitionKey: 'productId' },
+  runs: { name: 'fleet_runs', partitionKey: 'jobId' },
+  leases: { name: 'fleet_leases', partitionKey: 'jobId' },
+  factories: { name: 'fleet_factories', partitionKey: 'productId' },
+  profiles: { name: 'fleet_profiles', partitionKey: 'productId' },
+  events: { name: 'fleet_events', partitionKey: 'jobId' },
+  artifacts: { name: 'fleet_artifacts', partitionKey: 'jobId' },
+} as const;
+
+export type ContainerKey = keyof typeof CONTAINERS;
+
+/** Basic document operations, identical in every container. */
+export interface Container<T extends { id: string }> {
+  /** Creates `doc`; `ALREADY_EXISTS` if its id is taken in its partition. */
+  create(doc: T): Promise<Stored<T>>;
+  /** The document, or null. */
+  read(partitionKey: string, id: string): Promise<Stored<T> | null>;
+  /** Replaces `doc` if the stored etag is `etag`; `PRECONDITION_FAILED` otherwise, `NOT_FOUND` if absent. */
+  replace(doc: T, etag: string): Promise<Stored<T>>;
+  /** Deletes (if `etag` is given, only when it matches); `NOT_FOUND` if absent. */
+  delete(partitionKey: string, id: string, etag?: string): Promise<void>;
+}
+
+/** Paging for list queries. `cursor` is opaque and adapter-specific. */
+export interface PageRequest {
+  limit: number;
+  cursor?: string | null;
+}
+
+export interface ClaimQuery {
+  productId: string;
+  /** The factory's capabilities: a job qualifies when its capabilities are a subset. */
+  capabilities: readonly string[];
+  /** Jobs whose `notBefore` is later than this are skipped. */
+  now: string;
+  /** At most this many candidates, best first. */
+  limit: number;
+}
+
+export interface JobsContainer extends Container<JobDoc> {
+  /**
+   * Queued jobs of a product that the factory may take, best first: priority rank,
+   * then submission `seq`, then id. An index seek per distinct capability set, never
+   * a scan of the queue.
+   */
+  claimCandidates(q: ClaimQuery): Promise<Stored<JobDoc>[]>;
+  /** Jobs of a product, newest first (by `seq`), optionally of one stage. */
+  list(q: PageRequest & { productId: string; stage?: Stage }): Promise<Page<Stored<JobDoc>>>;
+  /** Jobs of any product in one stage, oldest first (supervisor sweeps). */
+  listByStage(q: PageRequest & { stage: Stage }): Promise<Page<Stored<JobDoc>>>;
+  /** Jobs of the product whose `deps` include `jobId`. */
+  dependents(productId: string, jobId: string): Promise<Stored<JobDoc>[]>;
+  /**
+   * Jobs of any product with `dueAt <= now`, in (dueAt, id) order, starting after
+   * `after` when given (so a sweep can page past jobs it chose to leave alone).
+   */
+  due(q: {
+    now: string;
+    limit: number;
+    after?: { dueAt: string; id: string };
+  }): Promise<Stored<JobDoc>[]>;
+  /** Jobs of any product whose outbox is not empty. */
+  withOutbox(q: { limit: number }): Promise<Stored<JobDoc>[]>;
+  /** How many jobs of the product the factory holds a lease on (active stages). */
+  countHeld(productId: string, factoryId: string): Promise<number>;
+}
+
+export interface EventsContainer extends Container<EventDoc> {
+  /** Creates the event unless one with its id exists (then a no-op): idempotent append. */
+  append(doc: EventDoc): Promise<void>;
+  /** The job's events with `seq > afterSeq`, in `seq` order. */
+  list(jobId: string, q: { afterSeq?: number; limit: number }): Promise<EventDoc[]>;
+}
+
+export interface RunsContainer extends Container<RunDoc> {
+  /** The job's runs in attempt order. */
+  list(jobId: string, q: PageRequest): Promise<Page<Stored<RunDoc>>>;
+}
+
+export interface ArtifactsContainer extends Container<ArtifactDoc> {
+  /** The job's artifact pointers in creation order. */
+  list(jobId: string, q: PageRequest): Promise<Page<Stored<ArtifactDoc>>>;
+}
+
+export interface FactoriesContainer extends Container<FactoryDoc> {
+  /** The product's factories by id. */
+  list(productId: string, q: PageRequest): Promise<Page<Stored<FactoryDoc>>>;
+}
+
+export interface ProfilesContainer extends Container<ProfileDoc> {
+  list(productId: string, q: PageRequest): Promise<Page<Stored<ProfileDoc>>>;
+}
+
+export type LeasesContainer = Container<LeaseDoc>;
+
+/** The port the runtime depends on. */
+export interface DocumentStore {
+  readonly kind: string;
+  readonly jobs: JobsContainer;
+  readonly runs: RunsContainer;
+  readonly leases: LeasesContainer;
+  readonly factories: FactoriesContainer;
+  readonly profiles: ProfilesContainer;
+  readonly events: EventsContainer;
+  readonly artifacts: ArtifactsContainer;
+  /** Resolves when the store answers (readiness probe). */
+  ping(): Promise<void>;
+  /** Releases resources; the store is unusable afterwards. */
+  close(): Promise<void>;
+}
