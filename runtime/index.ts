@@ -1,0 +1,67 @@
+/**
+ * Fleet's runtime: the coordinator and everything it is made of. Adapters (stores,
+ * HTTP, CLI) depend on this; it depends on `machines/` and on the store port only.
+ */
+export { addUsage, durationMs, exceededBudget, wallDeadline, ZERO_USAGE } from './budget.js';
+export { canonicalJson, contentHash, jobIdFor } from './canonical.js';
+export { type Clock, iso, ms, SimulatedClock, systemClock } from './clock.js';
+export {
+  Coordinator,
+  type CoordinatorOptions,
+  type Logger,
+  type SweepReport,
+} from './coordinator.js';
+export { type DepsStatus, evaluateDeps, findCycle } from './deps.js';
+export {
+  type ArtifactsContainer,
+  type ClaimQuery,
+  CONTAINERS,
+  type Container,
+  type ContainerKey,
+  type DocumentStore,
+  type EventsContainer,
+  type FactoriesContainer,
+  type JobsContainer,
+  type LeasesContainer,
+  type PageRequest,
+  type ProfilesContainer,
+  type RunsContainer,
+  type Stored,
+} from './document-store.port.js';
+export {
+  ERROR_CODES,
+  type ErrorCode,
+  FleetError,
+  fail,
+  isFleetError,
+  ok,
+  type Result,
+  unwrap,
+} from './errors.js';
+export {
+  asJobEvent,
+  assertNever,
+  eventId,
+  JOB_EVENT_TYPES,
+  type JobEvent,
+  type JobEventData,
+  type JobEventType,
+  runId,
+} from './events.js';
+export { isFenced, JobDraft, persistSnapshot, restoreSnapshot } from './job-draft.js';
+export { Mailboxes } from './mailbox.js';
+export {
+  type InsightTotals,
+  LiveProjections,
+  type ProjectionsSnapshot,
+  rebuildAll,
+  rebuildInsightTotals,
+  rebuildStageCounts,
+  rebuildTimelines,
+  type StageCounts,
+  type TimelineEntry,
+} from './projections.js';
+export { backoffDelay, DEFAULT_RETRY, isRetryable } from './retry-policy.js';
+export * as schemas from './schemas.js';
+export { PRIORITY_RANK } from './schemas.js';
+export * from './types.js';
