@@ -91,6 +91,8 @@ const ACTIVE = new Set<Stage>(ACTIVE_STAGES);
 const MAX_CONFLICTS = 64;
 /** Claim candidates fetched per selection round. */
 const CLAIM_CANDIDATES = 8;
+/** Most candidates fetched when the head of the queue is unreadable. */
+const MAX_CANDIDATES = 256;
 /** Due jobs fetched per sweep batch. */
 const SWEEP_BATCH = 256;
 
@@ -118,6 +120,9 @@ function parse<T>(
   return r.success ? ok(r.data) : fail('VALIDATION', zodDetail(r.error));
 }
 
+const byId = (a: { id: string }, b: { id: string }): number =>
+  a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+
 const stripEtag = <T extends object>(doc: T & { _etag?: string }): T => {
   const { _etag: _ignored, ...rest } = doc;
   return rest as T;
@@ -132,13 +137,33 @@ function contentOf(req: SubmitRequest) {
     capabilities: [...new Set(req.capabilities)].sort(),
     deps: [...new Set(req.deps)].sort(),
     depsMode: req.depsMode,
-    budget: req.budget ?? null,
-    retry: S.RetryPolicy.parse(req.retry ?? {}),
+    // `{}` and no budget both mean "no limits": one canonical form.
+    budget: req.budget && Object.keys(req.budget).length > 0 ? req.budget : null,
+    retry: req.retry,
     kind: req.kind,
     parentId: req.parentId,
     trackerItemId: req.trackerItemId ?? null,
     engineClass: req.engineClass ?? null,
     profile: req.profile ?? null,
+  };
+}
+
+/** The content fields of a stored job (what a supersede replaces). */
+function contentFields(doc: JobDoc): ReturnType<typeof contentOf> {
+  return {
+    bodyMd: doc.bodyMd,
+    manifestSnapshot: doc.manifestSnapshot,
+    priority: doc.priority,
+    capabilities: doc.capabilities,
+    deps: doc.deps,
+    depsMode: doc.depsMode,
+    budget: doc.budget,
+    retry: doc.retry,
+    kind: doc.kind,
+    parentId: doc.parentId,
+    trackerItemId: doc.trackerItemId,
+    engineClass: doc.engineClass,
+    profile: doc.profile,
   };
 }
 
@@ -258,6 +283,11 @@ export class Coordinator {
     const checked = await this.#checkDeps(productId, id, content.deps);
     if (!checked.ok) return checked;
     let outcome: SubmitOutcome = 'superseded';
+    // Filled by the plan when the supersede adds edges (see the validation below).
+    const validation: {
+      readSet: Map<string, Stored<JobDoc>> | null;
+      previous: Stored<JobDoc> | null;
+    } = { readSet: null, previous: null };
     const r = await this.#update(productId, id, actor, async (draft) => {
       if (draft.before.contentHash === hash) {
         outcome = 'existing';
@@ -271,6 +301,37 @@ export class Coordinator {
         );
       }
       outcome = 'superseded';
+      const added = content.deps.filter((d) => !draft.before.deps.includes(d));
+      validation.readSet = null;
+      if (added.length > 0) {
+        // New edges may close a cycle together with a supersede in another process
+        // (each check reads the other's deps before either writes: write skew).
+        // Optimistic validation: every job the check read is touched (an etag write
+        // of the same content), in id order together with our own write, so of two
+        // racing supersedes the one that reaches the first shared job second fails
+        // its etag, decides again, and sees the cycle. Jobs ordered before ours are
+        // touched here; the rest after our write (see below).
+        const seen = new Map<string, Stored<JobDoc>>();
+        validation.readSet = seen;
+        const cycle = await findCycle(id, content.deps, async (jobId) => {
+          const job = await this.store.jobs.read(productId, jobId);
+          if (job) seen.set(jobId, job);
+          return job?.deps ?? null;
+        });
+        if (cycle) {
+          return new FleetError(
+            'DEPENDENCY_CYCLE',
+            `deps would form a cycle: ${cycle.join(' → ')}`,
+            {
+              extra: { cycle },
+            },
+          );
+        }
+        for (const job of [...seen.values()].filter((j) => j.id < id).sort(byId)) {
+          await this.store.jobs.replace(stripEtag(job), job._etag); // 412 → #update re-plans
+        }
+        validation.previous = draft.before;
+      }
       const status = await this.#depsStatus(productId, content.deps, content.depsMode);
       Object.assign(draft.doc, content, { contentHash: hash, version: draft.doc.version + 1 });
       const err = draft.send(
@@ -284,8 +345,57 @@ export class Coordinator {
     });
     if (!r.ok) return r;
     let job = r.value;
+    const { readSet, previous } = validation;
+    const touchedAfter = readSet ? [...readSet.values()].filter((j) => j.id > id).sort(byId) : [];
+    for (const other of touchedAfter) {
+      try {
+        await this.store.jobs.replace(stripEtag(other), other._etag);
+      } catch (e) {
+        if (!isFleetError(e, 'PRECONDITION_FAILED', 'NOT_FOUND')) throw e;
+        // It changed since we read it: look again, and undo our edges if they now
+        // close a cycle (only a third writer racing both of us gets here).
+        const cycle = await findCycle(
+          id,
+          content.deps,
+          async (jobId) => (await this.store.jobs.read(productId, jobId))?.deps ?? null,
+        );
+        if (cycle && previous) {
+          await this.#restoreContent(productId, previous, hash, actor);
+          return fail('DEPENDENCY_CYCLE', `deps would form a cycle: ${cycle.join(' → ')}`, {
+            cycle,
+          });
+        }
+        break;
+      }
+    }
     if (job.stage === 'blocked') job = (await this.#reevaluate(productId, id)) ?? job;
     return ok({ job, outcome });
+  }
+
+  /** Undoes a supersede whose content is still `hash`: the previous content comes back. */
+  async #restoreContent(
+    productId: string,
+    previous: Stored<JobDoc>,
+    hash: string,
+    actor: string | null,
+  ): Promise<void> {
+    await this.#update(productId, previous.id, actor, async (draft) => {
+      if (
+        draft.doc.contentHash !== hash ||
+        (draft.stage !== 'queued' && draft.stage !== 'blocked')
+      ) {
+        return null;
+      }
+      const status = await this.#depsStatus(productId, previous.deps, previous.depsMode);
+      Object.assign(draft.doc, contentFields(previous), {
+        contentHash: previous.contentHash,
+        version: draft.doc.version + 1,
+      });
+      return draft.send(
+        { type: 'SUPERSEDE', depsMet: status.met, maxRetries: previous.retry.max },
+        { version: draft.doc.version },
+      );
+    });
   }
 
   #newDoc(
@@ -388,32 +498,73 @@ export class Coordinator {
         const held = await this.store.jobs.countHeld(productId, factoryId);
         if (held >= factory.seatLimit) return ok(null);
       }
+      let limit = CLAIM_CANDIDATES;
       for (let round = 0; round < MAX_CONFLICTS; round++) {
         const now = this.clock.now();
         const candidates = await this.store.jobs.claimCandidates({
           productId,
           capabilities,
           now: iso(now),
-          limit: CLAIM_CANDIDATES,
+          limit,
         });
         if (candidates.length === 0) return ok(null);
+        let readable = 0;
         for (const candidate of candidates) {
           const won = await this.#tryClaim(candidate, factoryId, now);
-          if (won) return ok(won);
+          if (won === 'skipped') continue;
+          readable++;
+          if (won === null) continue;
+          if (factory?.seatLimit != null) {
+            // Another process may have claimed for this factory at the same time: the
+            // count is not atomic with the claim, so count again and give back the extra.
+            const held = await this.store.jobs.countHeld(productId, factoryId);
+            if (held > factory.seatLimit) {
+              await this.#update(productId, won.job.id, factoryId, (draft) =>
+                draft.send(
+                  {
+                    type: 'RELEASE',
+                    factoryId,
+                    leaseEpoch: won.lease.leaseEpoch,
+                    now: draft.now,
+                    depsMet: true,
+                  },
+                  { reason: 'seat_limit' },
+                ),
+              );
+              return ok(null);
+            }
+          }
+          return ok(won);
+        }
+        // Only unreadable jobs at the head: look further down the queue next round.
+        if (readable === 0) {
+          if (limit >= MAX_CANDIDATES) return ok(null);
+          limit = Math.min(limit * 2, MAX_CANDIDATES);
         }
       }
       return ok(null);
     });
   }
 
-  /** One claim attempt at the candidate's etag; null if it was lost or not claimable. */
+  /** One claim attempt at the candidate's etag; null if it was lost, `skipped` if unreadable. */
   async #tryClaim(
     candidate: Stored<JobDoc>,
     factoryId: string,
     now: number,
-  ): Promise<ClaimGrant | null> {
+  ): Promise<ClaimGrant | 'skipped' | null> {
     if (candidate.outbox.length > 0) await this.#flush(candidate, false);
-    const draft = new JobDraft(candidate, now, factoryId, this.#machine);
+    let draft: JobDraft;
+    try {
+      draft = new JobDraft(candidate, now, factoryId, this.#machine);
+    } catch (e) {
+      if (!isFleetError(e, 'SNAPSHOT_VERSION')) throw e;
+      // One unreadable job must not stop the rest of the queue: skip it, loudly.
+      this.#log.error(
+        { jobId: candidate.id, err: e },
+        'claim skipped a job whose snapshot this build cannot read',
+      );
+      return 'skipped';
+    }
     const exceeded = exceededBudget(
       draft.doc.budget,
       draft.doc.usage,
@@ -688,7 +839,7 @@ export class Coordinator {
         capabilities: [...new Set(h.capabilities)].sort(),
         health: h.health,
         load: h.load ?? 0,
-        seatLimit: h.seatLimit ?? cur?.seatLimit ?? null,
+        seatLimit: h.seatLimit === undefined ? (cur?.seatLimit ?? null) : h.seatLimit,
         heartbeatIntervalMs:
           h.heartbeatIntervalMs ?? cur?.heartbeatIntervalMs ?? this.heartbeatIntervalMs,
         lastHeartbeatAt: now,
@@ -1025,7 +1176,14 @@ export class Coordinator {
         if (isFleetError(e)) return { ok: false, error: e };
         throw e;
       }
-      const err = await plan(draft);
+      let err: FleetError | null;
+      try {
+        err = await plan(draft);
+      } catch (e) {
+        // A plan's own etag-guarded side write lost a race: decide again from scratch.
+        if (isFleetError(e, 'PRECONDITION_FAILED')) continue;
+        throw e;
+      }
       if (err) return { ok: false, error: err };
       if (!draft.changed) return ok(cur);
       let saved: Stored<JobDoc>;

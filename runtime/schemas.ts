@@ -7,6 +7,7 @@
  * container is named in `CONTAINERS` (document-store.port.ts).
  */
 import { z } from 'zod';
+import { JOB_EVENT_TYPES } from './events.js';
 
 /** ISO-8601 UTC timestamp with milliseconds, e.g. `2026-11-21T13:45:00.000Z`. */
 export const IsoTime = z.iso.datetime({ offset: false });
@@ -152,7 +153,7 @@ export const SubmitInput = z.strictObject({
   deps: z.array(Identifier).max(500).default([]),
   depsMode: DepsMode.default('hard'),
   budget: Budget.optional(),
-  retry: RetryPolicy.optional(),
+  retry: RetryPolicy.prefault({}),
   kind: JobKind.default('leaf'),
   parentId: Identifier.nullable().default(null),
   trackerItemId: Identifier.optional(),
@@ -220,7 +221,8 @@ export const HeartbeatInput = z.strictObject({
   capabilities: z.array(Capability).max(50),
   health: Health,
   load: z.number().nonnegative().optional(),
-  seatLimit: z.number().int().min(0).max(10_000).optional(),
+  /** Most leases at once; `null` removes the limit; omitted keeps the last one. */
+  seatLimit: z.number().int().min(0).max(10_000).nullable().optional(),
   /** How often this factory beats, in ms; stale after 3 missed beats. */
   heartbeatIntervalMs: z.number().int().min(100).max(3_600_000).optional(),
 });
@@ -369,7 +371,7 @@ export const EventDoc = z.strictObject({
   ...DocBase,
   jobId: Identifier,
   seq: z.number().int().positive(),
-  type: z.string().min(1),
+  type: z.enum(JOB_EVENT_TYPES),
   at: IsoTime,
   actor: z.string().nullable(),
   data: JsonObject,

@@ -177,7 +177,7 @@ const CASES = {
     partitionOf: (d) => d.jobId,
     change: (d, n) => ({ ...d, actor: `actor-${n}`, data: { ...d.data, n } }),
     mutate: (d) => {
-      d.type = 'mutated';
+      d.type = 'cancelled';
       d.data.mutated = true;
     },
   } satisfies CrudCase<EventDoc>,

@@ -636,7 +636,7 @@ describe('every event type', () => {
     const live = new LiveProjections();
     const bogus: EventDoc = {
       ...ev('p1', 'j1', 1, 'retry_due', { from: 'failed', to: 'queued', leaseEpoch: 0 }),
-      type: 'teleported',
+      type: 'teleported' as EventDoc['type'],
     };
     expect(() => live.apply(bogus)).toThrow(TypeError);
     expect(() => rebuildAll([bogus])).toThrow(TypeError);
