@@ -498,7 +498,9 @@ export class Coordinator {
         const held = await this.store.jobs.countHeld(productId, factoryId);
         if (held >= factory.seatLimit) return ok(null);
       }
-      let limit = CLAIM_CANDIDATES;
+      // The head of the queue is normally ours (the mailbox serialises this process's
+      // claims), so read one candidate; after a lost race, read several.
+      let limit = 1;
       for (let round = 0; round < MAX_CONFLICTS; round++) {
         const now = this.clock.now();
         const candidates = await this.store.jobs.claimCandidates({
@@ -540,6 +542,8 @@ export class Coordinator {
         if (readable === 0) {
           if (limit >= MAX_CANDIDATES) return ok(null);
           limit = Math.min(limit * 2, MAX_CANDIDATES);
+        } else {
+          limit = Math.max(limit, CLAIM_CANDIDATES);
         }
       }
       return ok(null);
@@ -618,8 +622,7 @@ export class Coordinator {
     if (!parsed.ok) return parsed;
     const p = parsed.value;
     return this.#mailboxes.run(productId, async () => {
-      await this.#enforceWallBudget(productId, jobId);
-      return this.#update(
+      return this.#workerUpdate(
         productId,
         jobId,
         p.factoryId,
@@ -679,8 +682,7 @@ export class Coordinator {
     if (!parsed.ok) return parsed;
     const p = parsed.value;
     return this.#mailboxes.run(productId, async () => {
-      await this.#enforceWallBudget(productId, jobId);
-      return this.#update(productId, jobId, p.factoryId, (draft) => {
+      return this.#workerUpdate(productId, jobId, p.factoryId, (draft) => {
         const err = this.#applyProgress(draft, p);
         if (err) return err;
         this.#checkBudget(draft);
@@ -699,8 +701,7 @@ export class Coordinator {
     if (!parsed.ok) return parsed;
     const p = parsed.value;
     return this.#mailboxes.run(productId, async () => {
-      await this.#enforceWallBudget(productId, jobId);
-      const r = await this.#update(productId, jobId, p.factoryId, (draft) =>
+      const r = await this.#workerUpdate(productId, jobId, p.factoryId, (draft) =>
         draft.send({
           type: 'RENEW',
           factoryId: p.factoryId,
@@ -724,8 +725,7 @@ export class Coordinator {
     if (!parsed.ok) return parsed;
     const p = parsed.value;
     return this.#mailboxes.run(productId, async () => {
-      await this.#enforceWallBudget(productId, jobId);
-      return this.#update(productId, jobId, p.factoryId, async (draft) => {
+      return this.#workerUpdate(productId, jobId, p.factoryId, async (draft) => {
         const status = await this.#depsStatus(productId, draft.doc.deps, draft.doc.depsMode);
         return draft.send(
           {
@@ -801,19 +801,42 @@ export class Coordinator {
     if (exceeded) draft.send({ type: 'BUDGET_EXCEEDED' }, { exceeded });
   }
 
-  /** Before serving a worker call: a job past its wall budget goes to dead_letter first. */
-  async #enforceWallBudget(productId: string, jobId: string): Promise<void> {
-    const job = await this.store.jobs.read(productId, jobId);
-    if (!job?.budget?.wall || job.firstClaimedAt === null) return;
-    const now = this.clock.now();
-    if (
-      exceededBudget({ wall: job.budget.wall }, ZERO_USAGE, ms(job.firstClaimedAt), now) !== 'wall'
-    )
-      return;
-    await this.#update(productId, jobId, null, (draft) => {
-      this.#checkBudget(draft);
-      return null;
-    });
+  /**
+   * `#update` for worker calls: a job past its wall budget goes to `dead_letter` first
+   * (that write is kept) and the caller, whoever it is, is `FENCED`: its lease is over.
+   */
+  async #workerUpdate(
+    productId: string,
+    jobId: string,
+    actor: string | null,
+    plan: (draft: JobDraft) => FleetError | null | Promise<FleetError | null>,
+    options: { ifMatch?: string } = {},
+  ): Promise<Result<Stored<JobDoc>>> {
+    let outOfTime: FleetError | null = null;
+    const r = await this.#update(
+      productId,
+      jobId,
+      actor,
+      (draft) => {
+        outOfTime = null;
+        const { budget } = draft.doc;
+        if (budget?.wall && draft.stage !== 'shipped' && draft.stage !== 'dead_letter') {
+          const firstClaimedAt = draft.context.firstClaimedAt;
+          if (exceededBudget({ wall: budget.wall }, ZERO_USAGE, firstClaimedAt, draft.now)) {
+            draft.send({ type: 'BUDGET_EXCEEDED' }, { exceeded: 'wall' });
+            outOfTime = new FleetError(
+              'FENCED',
+              `job ${jobId} ran out of its wall budget (${budget.wall}); its lease is over`,
+              { extra: { leaseEpoch: draft.doc.leaseEpoch } },
+            );
+            return null;
+          }
+        }
+        return plan(draft);
+      },
+      options,
+    );
+    return r.ok && outOfTime ? { ok: false, error: outOfTime } : r;
   }
 
   // -------------------------------------------------------------------------

@@ -1,0 +1,41 @@
+/**
+ * Runs every benchmark in sequence and prints one summary at the end:
+ *
+ *   npx tsx bench/run.ts [--quick]      (reruns itself with --expose-gc)
+ *   node --expose-gc --import tsx bench/run.ts
+ *
+ * Benchmarks print ratios against DESIGN.md's goals; nothing here asserts on timings.
+ */
+import { claimOptionsFromArgs, claimTable, ratioLines, runClaimBench } from './claim.bench.js';
+import { BULLMQ_RATE, E2E_GOAL, runE2eBench } from './e2e.bench.js';
+import { runSubmitBench, SUBMIT_GOAL } from './submit.bench.js';
+import { isMain, relaunchWithGc } from './support/main.js';
+import { int, say } from './support/report.js';
+
+export async function runAll(args: string[]): Promise<void> {
+  const started = performance.now();
+  const quick = args.includes('--quick');
+  const claims = await runClaimBench(claimOptionsFromArgs(args));
+  say();
+  const submit = await runSubmitBench(quick ? { jobs: 5_000 } : {});
+  say();
+  const e2e = await runE2eBench(quick ? { jobs: 2_000 } : {});
+  say();
+  say('== summary (memory store) ==');
+  say(claimTable(claims));
+  say();
+  for (const line of ratioLines(claims)) say(`claim ${line}`);
+  say(
+    `submit: ${int(submit.perSec)} jobs/s  (${(submit.perSec / SUBMIT_GOAL).toFixed(2)}× the 10k/s durable goal)`,
+  );
+  say(
+    `end-to-end: ${int(e2e.perSec)} jobs/s  (${(e2e.perSec / E2E_GOAL).toFixed(2)}× the 18k/s goal, ` +
+      `${(e2e.perSec / BULLMQ_RATE).toFixed(2)}× BullMQ)`,
+  );
+  say(`total bench time ${((performance.now() - started) / 1000).toFixed(0)} s`);
+}
+
+if (isMain(import.meta.url)) {
+  relaunchWithGc(import.meta.url);
+  await runAll(process.argv.slice(2));
+}
