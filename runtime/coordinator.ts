@@ -200,6 +200,18 @@ export class Coordinator {
     return () => this.#listeners.delete(listener);
   }
 
+  /**
+   * Runs `task` in the product's mailbox, then waits until its writes are durable
+   * (`store.sync()`: group commit) before the caller hears the answer. The mailbox is
+   * free for the next task as soon as this one's writes are applied, so the writes of
+   * many callers share one commit.
+   */
+  async #act<T>(productId: string, task: () => Promise<T>): Promise<T> {
+    const result = await this.#mailboxes.run(productId, task);
+    await this.store.sync();
+    return result;
+  }
+
   /** Resolves when every queued mailbox task has finished. */
   drain(): Promise<void> {
     return this.#mailboxes.drain();
@@ -228,7 +240,7 @@ export class Coordinator {
     const content = contentOf(req);
     const hash = contentHash(content);
     const id = jobIdFor(productId, req.idempotencyKey);
-    return this.#mailboxes.run(productId, async () => {
+    return this.#act(productId, async () => {
       for (let i = 0; i < MAX_CONFLICTS; i++) {
         const existing = await this.store.jobs.read(productId, id);
         if (existing) {
@@ -491,7 +503,7 @@ export class Coordinator {
     const parsed = parse(S.ClaimInput, input);
     if (!parsed.ok) return parsed;
     const { factoryId } = parsed.value;
-    return this.#mailboxes.run(productId, async () => {
+    return this.#act(productId, async () => {
       const factory = await this.store.factories.read(productId, factoryId);
       const capabilities = [...(parsed.value.capabilities ?? factory?.capabilities ?? [])].sort();
       if (factory?.seatLimit != null) {
@@ -621,7 +633,7 @@ export class Coordinator {
     const parsed = parse(S.PatchInput, input);
     if (!parsed.ok) return parsed;
     const p = parsed.value;
-    return this.#mailboxes.run(productId, async () => {
+    return this.#act(productId, async () => {
       return this.#workerUpdate(
         productId,
         jobId,
@@ -681,7 +693,7 @@ export class Coordinator {
     const parsed = parse(S.ProgressInput, input);
     if (!parsed.ok) return parsed;
     const p = parsed.value;
-    return this.#mailboxes.run(productId, async () => {
+    return this.#act(productId, async () => {
       return this.#workerUpdate(productId, jobId, p.factoryId, (draft) => {
         const err = this.#applyProgress(draft, p);
         if (err) return err;
@@ -700,7 +712,7 @@ export class Coordinator {
     const parsed = parse(S.RenewInput, input);
     if (!parsed.ok) return parsed;
     const p = parsed.value;
-    return this.#mailboxes.run(productId, async () => {
+    return this.#act(productId, async () => {
       const r = await this.#workerUpdate(productId, jobId, p.factoryId, (draft) =>
         draft.send({
           type: 'RENEW',
@@ -724,7 +736,7 @@ export class Coordinator {
     const parsed = parse(S.ReleaseInput, input);
     if (!parsed.ok) return parsed;
     const p = parsed.value;
-    return this.#mailboxes.run(productId, async () => {
+    return this.#act(productId, async () => {
       return this.#workerUpdate(productId, jobId, p.factoryId, async (draft) => {
         const status = await this.#depsStatus(productId, draft.doc.deps, draft.doc.depsMode);
         return draft.send(
@@ -872,6 +884,7 @@ export class Coordinator {
         const saved = cur
           ? await this.store.factories.replace(doc, cur._etag)
           : await this.store.factories.create(doc);
+        await this.store.sync();
         return ok({ ...saved, stale: false });
       } catch (e) {
         if (isFleetError(e, 'PRECONDITION_FAILED', 'ALREADY_EXISTS', 'NOT_FOUND')) continue;
@@ -962,6 +975,7 @@ export class Coordinator {
       }
       cursor = page.nextCursor;
     } while (cursor !== null);
+    await this.store.sync();
     return report;
   }
 
@@ -988,6 +1002,7 @@ export class Coordinator {
       }
       if (batch.length < SWEEP_BATCH) break;
     }
+    await this.store.sync();
     return report;
   }
 
@@ -1044,7 +1059,7 @@ export class Coordinator {
     jobId: string,
     actor: string | null = 'admin',
   ): Promise<Result<Stored<JobDoc>>> {
-    return this.#mailboxes.run(productId, () =>
+    return this.#act(productId, () =>
       this.#update(productId, jobId, actor, async (draft) => {
         const status = await this.#depsStatus(productId, draft.doc.deps, draft.doc.depsMode);
         const err = draft.send({ type: 'REQUEUE', depsMet: status.met });
@@ -1063,7 +1078,7 @@ export class Coordinator {
     reason: string | null = null,
     actor: string | null = 'admin',
   ): Promise<Result<Stored<JobDoc>>> {
-    return this.#mailboxes.run(productId, () =>
+    return this.#act(productId, () =>
       this.#update(productId, jobId, actor, (draft) => draft.send({ type: 'CANCEL' }, { reason })),
     );
   }
@@ -1074,6 +1089,7 @@ export class Coordinator {
 
   /** One job of the product, or NOT_FOUND (also for another product's job). */
   async getJob(productId: string, jobId: string): Promise<Result<Stored<JobDoc>>> {
+    await this.store.sync(); // never show a change that is not durable yet
     const job = await this.store.jobs.read(productId, jobId);
     return job ? ok(job) : fail('NOT_FOUND', `no job ${jobId}`);
   }
@@ -1149,9 +1165,10 @@ export class Coordinator {
 
   /** Reads a job of the product, first repairing its outbox if a follow-up is pending. */
   async #settled(productId: string, jobId: string): Promise<Stored<JobDoc> | null> {
+    await this.store.sync(); // never show a change that is not durable yet
     const job = await this.store.jobs.read(productId, jobId);
     if (!job || job.outbox.length === 0) return job;
-    return this.#mailboxes.run(productId, async () => {
+    return this.#act(productId, async () => {
       const cur = await this.store.jobs.read(productId, jobId);
       return cur && cur.outbox.length > 0 ? this.#flush(cur, true) : cur;
     });
@@ -1159,6 +1176,7 @@ export class Coordinator {
 
   async #guardRead<T>(read: () => Promise<T>): Promise<Result<T>> {
     try {
+      await this.store.sync(); // never show a change that is not durable yet
       return ok(await read());
     } catch (e) {
       if (isFleetError(e, 'VALIDATION')) return { ok: false, error: e };

@@ -137,6 +137,15 @@ export interface DocumentStore {
   readonly profiles: ProfilesContainer;
   readonly events: EventsContainer;
   readonly artifacts: ArtifactsContainer;
+  /**
+   * Resolves when every write this store has answered so far is durable. A write is
+   * visible to later reads as soon as it returns, but may be committed together with
+   * other writes (group commit): callers acknowledge a change to a client only after
+   * `sync()`. Stores that commit each write before answering resolve at once. If the
+   * group commit fails, `sync()` rejects for everyone whose writes were in it, and
+   * those writes are gone.
+   */
+  sync(): Promise<void>;
   /** Resolves when the store answers (readiness probe). */
   ping(): Promise<void>;
   /** Releases resources; the store is unusable afterwards. */

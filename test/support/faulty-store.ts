@@ -62,6 +62,7 @@ export function faulty(inner: DocumentStore): FaultyStore {
     profiles: wrap('profiles', inner.profiles),
     events: wrap('events', inner.events),
     artifacts: wrap('artifacts', inner.artifacts),
+    sync: () => inner.sync(),
     ping: () => inner.ping(),
     close: () => inner.close(),
     failNext(container, method, options = {}) {

@@ -1053,6 +1053,12 @@ class MemoryStore implements DocumentStore {
     };
   }
 
+  /** Writes apply when they return and nothing here is durable: resolves at once. */
+  async sync(): Promise<void> {
+    if (this.#engine.closed)
+      throw mapError(new StoreFault('closed', 'the store is closed'), 'sync');
+  }
+
   async ping(): Promise<void> {
     await yieldTurn();
     if (this.#engine.closed)
