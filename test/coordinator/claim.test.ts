@@ -3,6 +3,7 @@ import { Coordinator } from '../../runtime/coordinator.js';
 import { JobDraft } from '../../runtime/job-draft.js';
 import type { JobDoc } from '../../runtime/types.js';
 import { failure, type Harness, makeHarness, must } from '../support/harness.js';
+import { storeViolations } from '../support/invariants.js';
 import { STORES } from '../support/stores.js';
 
 describe.each(STORES.map((s) => [s.name, s] as const))('claim (%s)', (_name, factory) => {
@@ -146,6 +147,7 @@ describe.each(STORES.map((s) => [s.name, s] as const))('claim (%s)', (_name, fac
       }),
     );
     expect(handedOut).toHaveLength(200);
+    expect(await storeViolations(h.store)).toEqual([]);
     expect(new Set(handedOut.map((x) => x.job))).toEqual(ids);
     for (const id of ids) {
       const job = await h.job(id);

@@ -3,6 +3,7 @@ import { rebuildAll } from '../../runtime/projections.js';
 import type { EventDoc } from '../../runtime/types.js';
 import { type FaultyStore, faulty } from '../support/faulty-store.js';
 import { type Harness, makeHarness, must } from '../support/harness.js';
+import { storeViolations } from '../support/invariants.js';
 import { STORES } from '../support/stores.js';
 
 /** Events are 1, 2, 3... with no gap and no duplicate. */
@@ -39,6 +40,7 @@ describe.each(STORES.map((s) => [s.name, s] as const))(
       const stored = await h.store.jobs.read(h.product, job.id);
       expect(stored?.stage).toBe('building'); // the decision was committed...
       expect(stored?.outbox.length).toBeGreaterThan(0); // ...and its follow-up is recorded
+      expect(await storeViolations(h.store)).toEqual([]); // stored + pending is consistent
       await h.advance(g, 'review');
       const events = await h.events(job.id);
       expectGapFree(events);
@@ -137,6 +139,7 @@ describe.each(STORES.map((s) => [s.name, s] as const))(
         expectGapFree(events);
         all.push(...events);
       }
+      expect(await storeViolations(h.store)).toEqual([]);
       const rebuilt = rebuildAll(all);
       expect(h.coord.projections.snapshot()).toEqual(rebuilt);
       const counts: Record<string, number> = {};
