@@ -2,7 +2,11 @@
  * The store adapters every coordinator test runs on. A new adapter joins here and the
  * whole coordinator suite runs on it too.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createMemoryStore } from '../../adapters/store/memory/index.js';
+import { openSqliteStore } from '../../adapters/store/sqlite/index.js';
 import type { DocumentStore } from '../../runtime/document-store.port.js';
 
 export interface StoreFactory {
@@ -11,4 +15,35 @@ export interface StoreFactory {
   open(): Promise<DocumentStore>;
 }
 
-export const STORES: StoreFactory[] = [{ name: 'memory', open: async () => createMemoryStore() }];
+/**
+ * A SQLite store on a new file in its own temporary folder (default durability, FULL),
+ * removed when the store is closed.
+ */
+async function openTempSqlite(): Promise<DocumentStore> {
+  const dir = mkdtempSync(join(tmpdir(), 'fleet-test-'));
+  const store = openSqliteStore({ path: join(dir, 'fleet.db') });
+  return {
+    kind: store.kind,
+    jobs: store.jobs,
+    runs: store.runs,
+    leases: store.leases,
+    factories: store.factories,
+    profiles: store.profiles,
+    events: store.events,
+    artifacts: store.artifacts,
+    sync: () => store.sync(),
+    ping: () => store.ping(),
+    close: async () => {
+      try {
+        await store.close();
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  };
+}
+
+export const STORES: StoreFactory[] = [
+  { name: 'memory', open: async () => createMemoryStore() },
+  { name: 'sqlite', open: openTempSqlite },
+];

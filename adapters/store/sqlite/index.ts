@@ -1,0 +1,16 @@
+/**
+ * The SQLite store adapter (better-sqlite3, WAL, group commit): `openSqliteStore()`
+ * implements the `DocumentStore` port on one database file.
+ */
+
+export { MIGRATIONS, type Migration, SCHEMA_VERSION } from './schema.js';
+export {
+  DEFAULT_PATH,
+  IN_USE_DETAIL,
+  JOB_QUERIES,
+  MAX_BATCH_WRITES,
+  openSqliteStore,
+  type SqliteStore,
+  type SqliteStoreOptions,
+  sqliteConnection,
+} from './sqlite-store.js';
