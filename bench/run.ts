@@ -8,6 +8,7 @@
  */
 import { claimOptionsFromArgs, claimTable, ratioLines, runClaimBench } from './claim.bench.js';
 import { BULLMQ_RATE, E2E_GOAL, runE2eBench } from './e2e.bench.js';
+import { runSqliteBench, sqliteOptionsFromArgs, sqliteSummary } from './sqlite.bench.js';
 import { runSubmitBench, SUBMIT_GOAL } from './submit.bench.js';
 import { isMain, relaunchWithGc } from './support/main.js';
 import { int, say } from './support/report.js';
@@ -21,7 +22,10 @@ export async function runAll(args: string[]): Promise<void> {
   say();
   const e2e = await runE2eBench(quick ? { jobs: 2_000 } : {});
   say();
-  say('== summary (memory store) ==');
+  const sqliteOptions = sqliteOptionsFromArgs(args);
+  const sqlite = await runSqliteBench(sqliteOptions);
+  say();
+  say('== summary ==');
   say(claimTable(claims));
   say();
   for (const line of ratioLines(claims)) say(`claim ${line}`);
@@ -32,6 +36,8 @@ export async function runAll(args: string[]): Promise<void> {
     `end-to-end: ${int(e2e.perSec)} jobs/s  (${(e2e.perSec / E2E_GOAL).toFixed(2)}× the 18k/s goal, ` +
       `${(e2e.perSec / BULLMQ_RATE).toFixed(2)}× BullMQ)`,
   );
+  for (const line of sqliteSummary(sqlite, sqliteOptions.sizes ?? [1_000, 100_000, 1_000_000]))
+    say(line);
   say(`total bench time ${((performance.now() - started) / 1000).toFixed(0)} s`);
 }
 
