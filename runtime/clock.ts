@@ -32,7 +32,16 @@ export class SimulatedClock implements Clock {
   }
 }
 
-/** ms since the epoch → ISO-8601 UTC with milliseconds. */
-export const iso = (ms: number): string => new Date(ms).toISOString();
+let lastMs = Number.NaN;
+let lastIso = '';
+
+/** ms since the epoch → ISO-8601 UTC with milliseconds (the last answer is reused: hot path). */
+export function iso(ms: number): string {
+  if (ms !== lastMs) {
+    lastIso = new Date(ms).toISOString();
+    lastMs = ms;
+  }
+  return lastIso;
+}
 /** ISO-8601 → ms since the epoch. */
 export const ms = (isoTime: string): number => Date.parse(isoTime);

@@ -309,7 +309,9 @@ class Table<T extends { id: string }, F> {
     } catch (e) {
       throw new StoreFault('invalid', `document is not JSON-serializable (${String(e)})`);
     }
-    const copy = JSON.parse(json) as Stored<T> & Record<string, unknown>;
+    // The JSON text is the store's copy; the caller gets a new top-level object with the
+    // fresh etag (nested objects are its own), so no second parse on the write path.
+    const copy = { ...doc, _etag: etag } as unknown as Stored<T> & Record<string, unknown>;
     const pk = requireString(
       copy[this.spec.partitionKey],
       `${this.spec.name}.${this.spec.partitionKey}`,

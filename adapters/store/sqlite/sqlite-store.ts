@@ -571,7 +571,9 @@ class SqliteContainer<T extends { id: string }> implements Container<T> {
       where = ` ${w.pk}/${w.id}`;
       const values = this.spec.values(w.doc);
       this.engine.write(() => this.#insert.run(w.pk, w.id, w.etag, ...values, w.json));
-      return JSON.parse(w.json) as Stored<T>;
+      // The stored text is the store's copy; the caller gets its own document back
+      // with the new etag (no second parse on the write path).
+      return { ...w.doc, _etag: w.etag } as unknown as Stored<T>;
     } catch (e) {
       throw mapError(e, `${this.spec.name}.create${where}`);
     }
@@ -599,7 +601,9 @@ class SqliteContainer<T extends { id: string }> implements Container<T> {
         const r = this.#update.run(w.etag, ...values, w.json, w.pk, w.id, etag);
         if (r.changes === 0) this.#whyUnchanged(w.pk, w.id);
       });
-      return JSON.parse(w.json) as Stored<T>;
+      // The stored text is the store's copy; the caller gets its own document back
+      // with the new etag (no second parse on the write path).
+      return { ...w.doc, _etag: w.etag } as unknown as Stored<T>;
     } catch (e) {
       throw mapError(e, `${this.spec.name}.replace${where}`);
     }
