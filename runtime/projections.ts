@@ -21,6 +21,7 @@
  * O(n²) element copies to fold: measured 40 ms to rebuild one job of 5,000 events, which
  * is far more than a job emits (insight reports are increments per PATCH/progress call).
  */
+import { ZERO_USAGE } from './budget.js';
 import { asJobEvent, assertNever, type JobEvent, type JobEventType } from './events.js';
 import { Stage as StageSchema } from './schemas.js';
 import type { EventDoc, Stage, Usage } from './types.js';
@@ -155,15 +156,7 @@ void insightFieldsComplete;
 
 /** Insight totals of a job with no event (all zero). */
 export const INITIAL_INSIGHT_TOTALS: Readonly<InsightTotals> = Object.freeze({
-  tokensIn: 0,
-  tokensOut: 0,
-  tokensCached: 0,
-  costUsd: 0,
-  turns: 0,
-  toolCalls: 0,
-  filesChanged: 0,
-  linesAdded: 0,
-  linesDeleted: 0,
+  ...ZERO_USAGE,
   runs: 0,
   attempts: 0,
 });
