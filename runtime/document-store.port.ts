@@ -97,6 +97,12 @@ export interface JobsContainer extends Container<JobDoc> {
   withOutbox(q: { limit: number }): Promise<Stored<JobDoc>[]>;
   /** How many jobs of the product the factory holds a lease on (active stages). */
   countHeld(productId: string, factoryId: string): Promise<number>;
+  /**
+   * How many jobs each product has in each stage, across every product, in
+   * (productId, stage) order (string order). Only pairs with at least one job appear.
+   * Answered from an index (metrics gauges), never by reading the job documents.
+   */
+  countByStage(): Promise<Array<{ productId: string; stage: Stage; count: number }>>;
 }
 
 export interface EventsContainer extends Container<EventDoc> {

@@ -689,6 +689,59 @@ function describeJobQueries(store: () => DocumentStore): void {
     });
   });
 
+  describe('jobs.countByStage', () => {
+    /** The counts of the given products only (the store may hold other tests' jobs). */
+    const counts = async (...productIds: string[]) =>
+      (await store().jobs.countByStage()).filter((c) => productIds.includes(c.productId));
+
+    it('counts each product’s jobs per stage, in (productId, stage) order, following changes', async () => {
+      const a = product();
+      const b = product();
+      await a.put({ id: 'q1', stage: 'queued' });
+      let q2 = await a.put({ id: 'q2', stage: 'queued' });
+      await a.put({ id: 'b1', stage: 'building', holderFactoryId: 'f1', leaseEpoch: 1 });
+      const d1 = await a.put({ id: 'd1', stage: 'dead_letter' });
+      await b.put({ id: 'q1', stage: 'queued' });
+      const expected = (x: typeof a, entries: [Stage, number][]) =>
+        entries.map(([stage, count]) => ({ productId: x.productId, stage, count }));
+      const all = await counts(a.productId, b.productId);
+      const ofA = expected(a, [
+        ['building', 1],
+        ['dead_letter', 1],
+        ['queued', 2],
+      ]);
+      const ofB = expected(b, [['queued', 1]]);
+      expect(all).toEqual(a.productId < b.productId ? [...ofA, ...ofB] : [...ofB, ...ofA]);
+
+      // A stage change moves one count; a change of anything else moves none.
+      q2 = await change(q2, { stage: 'assigned', holderFactoryId: 'f2', leaseEpoch: 1 });
+      await change(q2, { bodyMd: 'edited' });
+      // Deleting the last job of a stage drops the pair (no zero counts).
+      await store().jobs.delete(a.productId, 'd1', d1._etag);
+      expect(await counts(a.productId)).toEqual(
+        expected(a, [
+          ['assigned', 1],
+          ['building', 1],
+          ['queued', 1],
+        ]),
+      );
+      const whole = await store().jobs.countByStage();
+      const keys = whole.map((c) => `${c.productId}\u0000${c.stage}`);
+      expect(keys).toEqual([...keys].sort());
+      expect(whole.every((c) => Number.isInteger(c.count) && c.count > 0)).toBe(true);
+    });
+
+    it('a product with no jobs has no counts', async () => {
+      const p = product();
+      const only = await p.put({ id: 'only' });
+      expect(await counts(p.productId)).toEqual([
+        { productId: p.productId, stage: 'queued', count: 1 },
+      ]);
+      await store().jobs.delete(p.productId, 'only', only._etag);
+      expect(await counts(p.productId)).toEqual([]);
+    });
+  });
+
   describe('jobs.withOutbox', () => {
     it('returns jobs whose outbox is not empty, following changes', async () => {
       const p = product();

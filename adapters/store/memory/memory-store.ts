@@ -573,6 +573,8 @@ class JobIndexes implements TableSpec<JobFacts> {
   readonly byProductStage = new PartitionOrder<ListKey>(compareNewestFirst);
   /** stage → jobs of every product, oldest first. */
   readonly byStage = new PartitionOrder<StageKey>(compareOldestFirst);
+  /** productId → stage → number of the product's jobs in that stage (no zero entries). */
+  readonly stageCounts = new Map<string, Map<string, number>>();
 
   facts(doc: Record<string, unknown>, pk: string, id: string): JobFacts {
     return jobFacts(doc, pk, id);
@@ -586,6 +588,10 @@ class JobIndexes implements TableSpec<JobFacts> {
     this.#outbox(pk, id, prev, next);
     if (prev?.seq !== next?.seq) {
       this.byProduct.update(pk, prev && listKey(prev), next && listKey(next));
+    }
+    if (prev?.stage !== next?.stage) {
+      if (prev) this.#count(pk, prev.stage, -1);
+      if (next) this.#count(pk, next.stage, 1);
     }
     if (prev?.seq !== next?.seq || prev?.stage !== next?.stage) {
       if (prev) this.byProductStage.update(pair(pk, prev.stage), listKey(prev), undefined);
@@ -604,6 +610,21 @@ class JobIndexes implements TableSpec<JobFacts> {
     this.byProduct.clear();
     this.byProductStage.clear();
     this.byStage.clear();
+    this.stageCounts.clear();
+  }
+
+  #count(pk: string, stage: string, delta: 1 | -1): void {
+    let stages = this.stageCounts.get(pk);
+    if (stages === undefined) {
+      stages = new Map();
+      this.stageCounts.set(pk, stages);
+    }
+    const n = (stages.get(stage) ?? 0) + delta;
+    if (n > 0) stages.set(stage, n);
+    else {
+      stages.delete(stage);
+      if (stages.size === 0) this.stageCounts.delete(pk);
+    }
   }
 
   #queue(pk: string, prev: JobFacts | undefined, next: JobFacts | undefined): void {
@@ -838,6 +859,18 @@ class MemoryJobs extends MemoryContainer<JobDoc, JobFacts> implements JobsContai
 
   countHeld(productId: string, factoryId: string): Promise<number> {
     return this.query('countHeld', () => this.#ix.held.get(pair(productId, factoryId))?.size ?? 0);
+  }
+
+  countByStage(): Promise<Array<{ productId: string; stage: Stage; count: number }>> {
+    return this.query('countByStage', () => {
+      const out: { productId: string; stage: Stage; count: number }[] = [];
+      for (const [productId, stages] of this.#ix.stageCounts) {
+        for (const [stage, count] of stages) out.push({ productId, stage: stage as Stage, count });
+      }
+      return out.sort(
+        (a, b) => compareStrings(a.productId, b.productId) || compareStrings(a.stage, b.stage),
+      );
+    });
   }
 }
 

@@ -760,6 +760,9 @@ export const JOB_QUERIES = {
     WHERE d.pk = ? AND d.dep_id = ? ORDER BY j.seq, j.id`,
   withOutbox: `SELECT json FROM jobs WHERE has_outbox = 1 ${LIMIT}`,
   countHeld: `SELECT count(*) FROM jobs WHERE pk = ? AND holder = ?`,
+  /** Jobs per (product, stage): one pass over the (pk, stage, ...) index, never the table. */
+  countByStage: `SELECT pk, stage, count(*) FROM jobs INDEXED BY jobs_list_stage
+    GROUP BY pk, stage ORDER BY pk, stage`,
   /** Every product's queued capability sets and their sizes (at open, and after a rollback). */
   queuedSets: `SELECT pk, caps_key, count(*) FROM jobs INDEXED BY jobs_claim
     WHERE stage = 'queued' GROUP BY pk, caps_key`,
@@ -862,6 +865,7 @@ class SqliteJobs extends SqliteContainer<JobDoc> implements JobsContainer {
       'byStage',
       'byStageAfter',
       'queuedSets',
+      'countByStage',
     ] as const) {
       q[name].raw();
     }
@@ -1135,6 +1139,14 @@ class SqliteJobs extends SqliteContainer<JobDoc> implements JobsContainer {
     return this.query(
       'countHeld',
       () => this.#q.countHeld.get(key(productId), key(factoryId)) as number,
+    );
+  }
+
+  countByStage(): Promise<Array<{ productId: string; stage: Stage; count: number }>> {
+    return this.query('countByStage', () =>
+      (this.#q.countByStage.all() as [string, Stage, number][]).map(
+        ([productId, stage, count]) => ({ productId, stage, count }),
+      ),
     );
   }
 }
