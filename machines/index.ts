@@ -17,3 +17,14 @@ export {
   jobMachineSetup,
   WORKER_EVENT_TYPES,
 } from './job.machine.js';
+export {
+  jitteredDelay,
+  SUPERVISOR_STATES,
+  type SupervisorContext,
+  type SupervisorInput,
+  type SupervisorMachine,
+  type SupervisorMachineEvent,
+  type SupervisorSweepOutput,
+  supervisorMachine,
+  supervisorMachineSetup,
+} from './supervisor.machine.js';

@@ -64,4 +64,15 @@ export {
 export { backoffDelay, DEFAULT_RETRY, isRetryable } from './retry-policy.js';
 export * as schemas from './schemas.js';
 export { PRIORITY_RANK } from './schemas.js';
+export {
+  type SupervisedCoordinator,
+  type Supervisor,
+  type SupervisorEvent,
+  type SupervisorLogger,
+  type SupervisorOptions,
+  type SupervisorReport,
+  type SweepOutcome,
+  startSupervisor,
+  type TimerClock,
+} from './supervisor.js';
 export * from './types.js';
