@@ -1,0 +1,293 @@
+/**
+ * Factory routes (API.md): the atomic claim with long-poll, lease renew and release,
+ * progress reports, heartbeats and the factory list. Registered under `/fleet`.
+ *
+ * Long-poll claim. With `waitMs > 0` and nothing eligible, the request parks in
+ * {@link ClaimWaiters} (no busy polling) and tries again when a job of its product is
+ * queued (an event of the coordinator), or after the safety re-check interval, until
+ * `waitMs` has passed (then `204`). A client that disconnects stops the wait at once;
+ * and if its claim had already succeeded when the disconnect is seen, the lease is
+ * released at once (reason `client_disconnected`, not counted as a failed attempt), so
+ * the job goes back to the queue instead of waiting for its lease to expire.
+ *
+ * The disconnect is seen on the response's `close` event: since Node 16 the request's
+ * own `close` fires as soon as its body has been read, long before the client leaves.
+ */
+import type { ClaimGrant } from '../../runtime/index.js';
+import { authOf, guard } from './auth.js';
+import { checkIfMatch } from './conditional.js';
+import {
+  ClaimBody,
+  ClaimView,
+  FactoryView,
+  factoryView,
+  HeartbeatBody,
+  IfMatchHeaders,
+  JobParams,
+  JobView,
+  jobView,
+  LeaseView,
+  NoContent,
+  PageQuery,
+  ProgressBody,
+  pageOf,
+  ReleaseBody,
+  RenewBody,
+} from './http-schemas.js';
+import type { ClaimWaitOutcome } from './metrics.js';
+import { AUTH_CODES, type FleetApp, must, problems, type RouteContext } from './route-context.js';
+
+/**
+ * Claims for `productId`, waiting up to `waitMs` (real time) for a job to become
+ * eligible. Returns the grant, or null when the wait ran out, the client left
+ * (`signal`), or the server is closing.
+ */
+async function claimOrWait(
+  ctx: RouteContext,
+  productId: string,
+  input: { factoryId: string; capabilities?: string[] | undefined },
+  waitMs: number,
+  signal: AbortSignal,
+): Promise<ClaimGrant | null> {
+  const deadline = performance.now() + waitMs;
+  let parked = false;
+  let outcome: ClaimWaitOutcome = 'timeout';
+  try {
+    for (;;) {
+      const since = ctx.waiters.generation(productId);
+      const grant = must(await ctx.coordinator.claimNextJob(productId, input));
+      if (grant) {
+        outcome = signal.aborted ? 'disconnected' : 'claimed';
+        return grant;
+      }
+      const remaining = deadline - performance.now();
+      if (signal.aborted) {
+        outcome = 'disconnected';
+        return null;
+      }
+      if (remaining <= 0) return null;
+      if (!parked) {
+        parked = true;
+        ctx.metrics.claimWaitStarted();
+      }
+      const woke = await ctx.waiters.wait(
+        productId,
+        since,
+        Math.min(remaining, ctx.claimRecheckMs),
+        signal,
+      );
+      if (woke === 'aborted') {
+        outcome = 'disconnected';
+        return null;
+      }
+      if (woke === 'closed') {
+        outcome = 'closed';
+        return null;
+      }
+    }
+  } finally {
+    if (parked) ctx.metrics.claimWaitEnded(outcome);
+  }
+}
+
+export function registerWorkerRoutes(app: FleetApp, ctx: RouteContext): void {
+  const { coordinator: coord, authenticate, bodyLimit } = ctx;
+  const factoryOnly = guard(authenticate, ['factory']);
+
+  app.post(
+    '/claim',
+    {
+      bodyLimit,
+      onRequest: factoryOnly,
+      schema: {
+        operationId: 'claimJob',
+        tags: ['leases'],
+        summary: 'Atomically claim the best eligible job (long-poll with waitMs)',
+        description: [
+          'Role **factory**. Among the product’s `queued` jobs past `notBefore` whose capabilities the factory has (from the body, else from its last heartbeat): the highest priority, then the oldest (submission order). The job moves to `assigned` under a new `leaseEpoch` and a run opens. A job is handed out at most once per epoch, however many claims race. A factory at its `seatLimit` gets nothing.',
+          '- `200` `{ job, lease, run }`;',
+          '- `204` when nothing is eligible, after waiting up to `waitMs` (0–30000, default 0) for a job to arrive. The wait is woken by jobs queued through this server at once, and re-checks every ~2 s for jobs queued by other processes.',
+          'A client that disconnects while waiting is dropped; a claim that succeeded as it disconnected is released again.',
+        ].join('\n'),
+        body: ClaimBody,
+        response: {
+          200: ClaimView,
+          204: NoContent.describe('Nothing eligible within waitMs.'),
+          ...problems(...AUTH_CODES, 'PAYLOAD_TOO_LARGE'),
+        },
+      },
+    },
+    async (request, reply) => {
+      const { productId } = authOf(request);
+      const { waitMs, ...input } = request.body;
+      const gone = new AbortController();
+      const onClose = (): void => {
+        if (!reply.raw.writableEnded) gone.abort();
+      };
+      reply.raw.on('close', onClose);
+      try {
+        const grant = await claimOrWait(ctx, productId, input, waitMs, gone.signal);
+        if (grant && gone.signal.aborted) {
+          // Nobody will work on it: give it back now rather than at lease expiry.
+          const released = await coord.releaseLease(productId, grant.job.id, {
+            factoryId: input.factoryId,
+            leaseEpoch: grant.lease.leaseEpoch,
+            reason: 'client_disconnected',
+          });
+          if (!released.ok) {
+            request.log.warn(
+              { jobId: grant.job.id, code: released.error.code },
+              'could not release the claim of a disconnected client; its lease will expire',
+            );
+          }
+          return reply.code(204).send(null);
+        }
+        // Shutting down: this connection will not be reused, or the server's close would
+        // wait for it (it was busy when the close began, so it is not closed as idle).
+        if (ctx.waiters.closed) reply.header('Connection', 'close');
+        if (!grant) return reply.code(204).send(null);
+        return { job: jobView(grant.job), lease: grant.lease, run: grant.run };
+      } finally {
+        reply.raw.off('close', onClose);
+      }
+    },
+  );
+
+  app.post(
+    '/jobs/:id/lease/renew',
+    {
+      bodyLimit,
+      onRequest: factoryOnly,
+      schema: {
+        operationId: 'renewLease',
+        tags: ['leases'],
+        summary: 'Extend the lease (fenced)',
+        description:
+          'Role **factory**. New expiry = now + `extendMs` (1000–3600000; default: the server’s lease length). A lease past its expiry can still be renewed until the supervisor reaps it; after that the caller is fenced forever.',
+        params: JobParams,
+        headers: IfMatchHeaders,
+        body: RenewBody,
+        response: {
+          200: LeaseView,
+          ...problems(...AUTH_CODES, 'NOT_FOUND', 'FENCED', 'PRECONDITION_FAILED'),
+        },
+      },
+    },
+    async (request) => {
+      const { productId } = authOf(request);
+      await checkIfMatch(coord, productId, request.params.id, request.headers['if-match']);
+      return must(await coord.renewLease(productId, request.params.id, request.body));
+    },
+  );
+
+  app.post(
+    '/jobs/:id/lease/release',
+    {
+      bodyLimit,
+      onRequest: factoryOnly,
+      schema: {
+        operationId: 'releaseLease',
+        tags: ['leases'],
+        summary: 'Give the job back (fenced)',
+        description:
+          'Role **factory**. The job returns to `queued` (or `blocked` if its deps are no longer met) with a new epoch and its checkpoint kept. A voluntary release does not count against `retry.max`.',
+        params: JobParams,
+        headers: IfMatchHeaders,
+        body: ReleaseBody,
+        response: {
+          200: JobView,
+          ...problems(
+            ...AUTH_CODES,
+            'NOT_FOUND',
+            'FENCED',
+            'INVALID_TRANSITION',
+            'PRECONDITION_FAILED',
+          ),
+        },
+      },
+    },
+    async (request, reply): Promise<JobView> => {
+      const { productId } = authOf(request);
+      await checkIfMatch(coord, productId, request.params.id, request.headers['if-match']);
+      const job = must(await coord.releaseLease(productId, request.params.id, request.body));
+      reply.header('ETag', job._etag);
+      return jobView(job);
+    },
+  );
+
+  app.post(
+    '/jobs/:id/progress',
+    {
+      bodyLimit,
+      onRequest: factoryOnly,
+      schema: {
+        operationId: 'recordProgress',
+        tags: ['leases'],
+        summary: 'Report checkpoint, insights and artifacts without moving (Fleet addition)',
+        description:
+          'Role **factory**, fenced like PATCH. `checkpoint` members replace the stored ones; `insights` are increments that accumulate per run and per job (tokens, cost, turns...); `artifacts` are pointers stamped with the current epoch. Insights that exceed the job’s budget send it to `dead_letter` (reason `budget_exceeded`) and fence the holder out.',
+        params: JobParams,
+        headers: IfMatchHeaders,
+        body: ProgressBody,
+        response: {
+          200: JobView,
+          ...problems(
+            ...AUTH_CODES,
+            'NOT_FOUND',
+            'FENCED',
+            'INVALID_TRANSITION',
+            'PRECONDITION_FAILED',
+          ),
+        },
+      },
+    },
+    async (request, reply): Promise<JobView> => {
+      const { productId } = authOf(request);
+      await checkIfMatch(coord, productId, request.params.id, request.headers['if-match']);
+      const job = must(await coord.recordProgress(productId, request.params.id, request.body));
+      reply.header('ETag', job._etag);
+      return jobView(job);
+    },
+  );
+
+  app.post(
+    '/factories/heartbeat',
+    {
+      bodyLimit,
+      onRequest: factoryOnly,
+      schema: {
+        operationId: 'heartbeat',
+        tags: ['factories'],
+        summary: 'Register (first beat) or refresh a factory',
+        description:
+          'Role **factory**. `seatLimit` caps the leases it may hold at once (`null` removes the cap, omitted keeps the last one); its `capabilities` are used by claims that send none. A factory that misses three beats (`heartbeatIntervalMs`, default 10 s) is `stale`.',
+        body: HeartbeatBody,
+        response: { 200: FactoryView, ...problems(...AUTH_CODES, 'PAYLOAD_TOO_LARGE') },
+      },
+    },
+    async (request) =>
+      factoryView(must(await coord.heartbeat(authOf(request).productId, request.body))),
+  );
+
+  app.get(
+    '/factories',
+    {
+      onRequest: guard(authenticate, 'any'),
+      schema: {
+        operationId: 'listFactories',
+        tags: ['factories'],
+        summary: 'The product’s factories, by id, with a derived stale flag',
+        description: 'Any role. Paged like every list.',
+        querystring: PageQuery,
+        response: { 200: pageOf(FactoryView), ...problems(...AUTH_CODES) },
+      },
+    },
+    async (request) => {
+      const { limit, cursor } = request.query;
+      const page = must(
+        await coord.listFactories(authOf(request).productId, { limit, cursor: cursor ?? null }),
+      );
+      return { items: page.items.map(factoryView), nextCursor: page.nextCursor };
+    },
+  );
+}
