@@ -40,39 +40,22 @@ import type {
   Stage,
   Stored,
 } from '../../../runtime/index.js';
+import { ACTIVE_STAGES, CONTAINERS, FleetError, PRIORITY_RANK } from '../../../runtime/index.js';
 import {
-  ACTIVE_STAGES,
-  CONTAINERS,
-  type ErrorCode,
-  FleetError,
-  PRIORITY_RANK,
-} from '../../../runtime/index.js';
+  FAULT_CODES,
+  nullableString,
+  parseJson,
+  requireLimit,
+  requireNumber,
+  requireString,
+  StoreFault,
+  stringArray,
+} from '../shared/store-fault.js';
 import { compareStrings, SortedIndex } from './sorted-index.js';
 
 // ---------------------------------------------------------------------------
 // Errors: every failure leaves through `mapError`.
 // ---------------------------------------------------------------------------
-
-/** What went wrong inside the store, before it is given a Fleet error code. */
-type FaultKind = 'exists' | 'stale' | 'missing' | 'invalid' | 'closed';
-
-/** An internal failure; `mapError` turns it into a `FleetError`. */
-class StoreFault extends Error {
-  readonly kind: FaultKind;
-  constructor(kind: FaultKind, message: string) {
-    super(message);
-    this.name = 'StoreFault';
-    this.kind = kind;
-  }
-}
-
-const FAULT_CODES: Readonly<Record<FaultKind, ErrorCode>> = {
-  exists: 'ALREADY_EXISTS',
-  stale: 'PRECONDITION_FAILED',
-  missing: 'NOT_FOUND',
-  invalid: 'VALIDATION',
-  closed: 'STORE_UNAVAILABLE',
-};
 
 /** The one place where the memory store's failures become `FleetError` codes. */
 function mapError(e: unknown, op: string): FleetError {
@@ -95,55 +78,11 @@ const yieldTurn = (): Promise<void> => Promise.resolve();
 /** An unambiguous map key for a pair of strings. */
 const pair = (a: string, b: string): string => `${a.length}:${a}|${b}`;
 
-function requireLimit(limit: unknown, min: number): number {
-  if (typeof limit !== 'number' || !Number.isInteger(limit) || limit < min) {
-    throw new StoreFault('invalid', `limit must be an integer >= ${min}`);
-  }
-  return limit;
-}
-
-function requireString(value: unknown, what: string): string {
-  if (typeof value !== 'string' || value.length === 0) {
-    throw new StoreFault('invalid', `${what} must be a non-empty string`);
-  }
-  return value;
-}
-
-function nullableString(value: unknown, what: string): string | null {
-  if (value === null || value === undefined) return null;
-  if (typeof value !== 'string')
-    throw new StoreFault('invalid', `${what} must be a string or null`);
-  return value;
-}
-
-function requireNumber(value: unknown, what: string): number {
-  if (typeof value !== 'number' || !Number.isFinite(value)) {
-    throw new StoreFault('invalid', `${what} must be a finite number`);
-  }
-  return value;
-}
-
-function stringArray(value: unknown, what: string): string[] {
-  if (!Array.isArray(value) || value.some((v) => typeof v !== 'string')) {
-    throw new StoreFault('invalid', `${what} must be an array of strings`);
-  }
-  return value as string[];
-}
-
 // ---------------------------------------------------------------------------
 // Cursors: base64url of a JSON array [tag, ...key parts].
 // ---------------------------------------------------------------------------
 
 type Part = 'string' | 'number';
-
-/** The parsed value of `text`, or undefined when it is not JSON. */
-function parseJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-}
 
 /** Converts between an index key and the opaque cursor of a list. */
 interface CursorCodec<K> {
