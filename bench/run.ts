@@ -8,6 +8,7 @@
  */
 import { claimOptionsFromArgs, claimTable, ratioLines, runClaimBench } from './claim.bench.js';
 import { BULLMQ_RATE, E2E_GOAL, runE2eBench } from './e2e.bench.js';
+import { httpOptionsFromArgs, httpSummary, runHttpBench } from './http.bench.js';
 import { runSqliteBench, sqliteOptionsFromArgs, sqliteSummary } from './sqlite.bench.js';
 import { runSubmitBench, SUBMIT_GOAL } from './submit.bench.js';
 import { isMain, relaunchWithGc } from './support/main.js';
@@ -25,6 +26,8 @@ export async function runAll(args: string[]): Promise<void> {
   const sqliteOptions = sqliteOptionsFromArgs(args);
   const sqlite = await runSqliteBench(sqliteOptions);
   say();
+  const http = await runHttpBench(httpOptionsFromArgs(args));
+  say();
   say('== summary ==');
   say(claimTable(claims));
   say();
@@ -38,6 +41,7 @@ export async function runAll(args: string[]): Promise<void> {
   );
   for (const line of sqliteSummary(sqlite, sqliteOptions.sizes ?? [1_000, 100_000, 1_000_000]))
     say(line);
+  for (const line of httpSummary(http)) say(line);
   say(`total bench time ${((performance.now() - started) / 1000).toFixed(0)} s`);
 }
 

@@ -136,7 +136,9 @@ export async function checkAgainstSubmit(): Promise<void> {
     };
     const r = await coord.submit('bench-check', input);
     if (!r.ok) throw r.error;
-    const { _etag: _ignored, ...real } = r.value.job;
+    const { _etag: _ignored, ...returned } = r.value.job;
+    // Compare as stored (JSON): a store hands back the written object, undefined members included.
+    const real = JSON.parse(JSON.stringify(returned)) as JobDoc;
     const doc = queuedJobDoc({
       productId: 'bench-check',
       idempotencyKey: input.idempotencyKey,
