@@ -75,6 +75,11 @@ export interface CoordinatorOptions {
   logger?: Logger;
 }
 
+/** `ifMatch`: write only if the job's etag still is this (else `PRECONDITION_FAILED`), atomically. */
+export interface Conditional {
+  ifMatch?: string;
+}
+
 /** Counts of one supervisor sweep. */
 export interface SweepReport {
   reaped: number;
@@ -628,7 +633,7 @@ export class Coordinator {
     productId: string,
     jobId: string,
     input: PatchInput,
-    options: { ifMatch?: string } = {},
+    options: Conditional = {},
   ): Promise<Result<Stored<JobDoc>>> {
     const parsed = parse(S.PatchInput, input);
     if (!parsed.ok) return parsed;
@@ -689,17 +694,24 @@ export class Coordinator {
     productId: string,
     jobId: string,
     input: ProgressInput,
+    options: Conditional = {},
   ): Promise<Result<Stored<JobDoc>>> {
     const parsed = parse(S.ProgressInput, input);
     if (!parsed.ok) return parsed;
     const p = parsed.value;
     return this.#act(productId, async () => {
-      return this.#workerUpdate(productId, jobId, p.factoryId, (draft) => {
-        const err = this.#applyProgress(draft, p);
-        if (err) return err;
-        this.#checkBudget(draft);
-        return null;
-      });
+      return this.#workerUpdate(
+        productId,
+        jobId,
+        p.factoryId,
+        (draft) => {
+          const err = this.#applyProgress(draft, p);
+          if (err) return err;
+          this.#checkBudget(draft);
+          return null;
+        },
+        options,
+      );
     });
   }
 
@@ -708,19 +720,25 @@ export class Coordinator {
     productId: string,
     jobId: string,
     input: RenewInput,
+    options: Conditional = {},
   ): Promise<Result<{ leaseEpoch: number; expiresAt: string }>> {
     const parsed = parse(S.RenewInput, input);
     if (!parsed.ok) return parsed;
     const p = parsed.value;
     return this.#act(productId, async () => {
-      const r = await this.#workerUpdate(productId, jobId, p.factoryId, (draft) =>
-        draft.send({
-          type: 'RENEW',
-          factoryId: p.factoryId,
-          leaseEpoch: p.leaseEpoch,
-          now: draft.now,
-          expiresAt: draft.now + (p.extendMs ?? this.leaseMs),
-        }),
+      const r = await this.#workerUpdate(
+        productId,
+        jobId,
+        p.factoryId,
+        (draft) =>
+          draft.send({
+            type: 'RENEW',
+            factoryId: p.factoryId,
+            leaseEpoch: p.leaseEpoch,
+            now: draft.now,
+            expiresAt: draft.now + (p.extendMs ?? this.leaseMs),
+          }),
+        options,
       );
       if (!r.ok) return r;
       return ok({ leaseEpoch: r.value.leaseEpoch, expiresAt: r.value.leaseExpiresAt ?? '' });
@@ -732,24 +750,31 @@ export class Coordinator {
     productId: string,
     jobId: string,
     input: ReleaseInput,
+    options: Conditional = {},
   ): Promise<Result<Stored<JobDoc>>> {
     const parsed = parse(S.ReleaseInput, input);
     if (!parsed.ok) return parsed;
     const p = parsed.value;
     return this.#act(productId, async () => {
-      return this.#workerUpdate(productId, jobId, p.factoryId, async (draft) => {
-        const status = await this.#depsStatus(productId, draft.doc.deps, draft.doc.depsMode);
-        return draft.send(
-          {
-            type: 'RELEASE',
-            factoryId: p.factoryId,
-            leaseEpoch: p.leaseEpoch,
-            now: draft.now,
-            depsMet: status.met,
-          },
-          { reason: p.reason ?? null },
-        );
-      });
+      return this.#workerUpdate(
+        productId,
+        jobId,
+        p.factoryId,
+        async (draft) => {
+          const status = await this.#depsStatus(productId, draft.doc.deps, draft.doc.depsMode);
+          return draft.send(
+            {
+              type: 'RELEASE',
+              factoryId: p.factoryId,
+              leaseEpoch: p.leaseEpoch,
+              now: draft.now,
+              depsMet: status.met,
+            },
+            { reason: p.reason ?? null },
+          );
+        },
+        options,
+      );
     });
   }
 
@@ -822,7 +847,7 @@ export class Coordinator {
     jobId: string,
     actor: string | null,
     plan: (draft: JobDraft) => FleetError | null | Promise<FleetError | null>,
-    options: { ifMatch?: string } = {},
+    options: Conditional = {},
   ): Promise<Result<Stored<JobDoc>>> {
     let outOfTime: FleetError | null = null;
     const r = await this.#update(
@@ -1058,16 +1083,23 @@ export class Coordinator {
     productId: string,
     jobId: string,
     actor: string | null = 'admin',
+    options: Conditional = {},
   ): Promise<Result<Stored<JobDoc>>> {
     return this.#act(productId, () =>
-      this.#update(productId, jobId, actor, async (draft) => {
-        const status = await this.#depsStatus(productId, draft.doc.deps, draft.doc.depsMode);
-        const err = draft.send({ type: 'REQUEUE', depsMet: status.met });
-        if (err) return err;
-        draft.doc.usage = { ...ZERO_USAGE };
-        draft.doc.lastError = null;
-        return null;
-      }),
+      this.#update(
+        productId,
+        jobId,
+        actor,
+        async (draft) => {
+          const status = await this.#depsStatus(productId, draft.doc.deps, draft.doc.depsMode);
+          const err = draft.send({ type: 'REQUEUE', depsMet: status.met });
+          if (err) return err;
+          draft.doc.usage = { ...ZERO_USAGE };
+          draft.doc.lastError = null;
+          return null;
+        },
+        options,
+      ),
     );
   }
 
@@ -1077,9 +1109,16 @@ export class Coordinator {
     jobId: string,
     reason: string | null = null,
     actor: string | null = 'admin',
+    options: Conditional = {},
   ): Promise<Result<Stored<JobDoc>>> {
     return this.#act(productId, () =>
-      this.#update(productId, jobId, actor, (draft) => draft.send({ type: 'CANCEL' }, { reason })),
+      this.#update(
+        productId,
+        jobId,
+        actor,
+        (draft) => draft.send({ type: 'CANCEL' }, { reason }),
+        options,
+      ),
     );
   }
 

@@ -6,6 +6,7 @@ export { addUsage, durationMs, exceededBudget, wallDeadline, ZERO_USAGE } from '
 export { canonicalJson, contentHash, jobIdFor } from './canonical.js';
 export { type Clock, iso, ms, SimulatedClock, systemClock } from './clock.js';
 export {
+  type Conditional,
   Coordinator,
   type CoordinatorOptions,
   type Logger,

@@ -3,7 +3,7 @@
  * `/fleet`.
  */
 import { authOf, guard } from './auth.js';
-import { checkIfMatch } from './conditional.js';
+import { conditional } from './conditional.js';
 import {
   CancelBody,
   IfMatchHeaders,
@@ -44,9 +44,14 @@ export function registerAdminRoutes(app: FleetApp, ctx: RouteContext): void {
     },
     async (request, reply): Promise<JobView> => {
       const auth = authOf(request);
-      await checkIfMatch(coord, auth.productId, request.params.id, request.headers['if-match']);
+      const cond = await conditional(
+        coord,
+        auth.productId,
+        request.params.id,
+        request.headers['if-match'],
+      );
       const job = must(
-        await coord.requeue(auth.productId, request.params.id, auth.subject ?? 'admin'),
+        await coord.requeue(auth.productId, request.params.id, auth.subject ?? 'admin', cond),
       );
       reply.header('ETag', job._etag);
       return jobView(job);
@@ -72,13 +77,19 @@ export function registerAdminRoutes(app: FleetApp, ctx: RouteContext): void {
     },
     async (request, reply): Promise<JobView> => {
       const auth = authOf(request);
-      await checkIfMatch(coord, auth.productId, request.params.id, request.headers['if-match']);
+      const cond = await conditional(
+        coord,
+        auth.productId,
+        request.params.id,
+        request.headers['if-match'],
+      );
       const job = must(
         await coord.cancel(
           auth.productId,
           request.params.id,
           request.body?.reason ?? null,
           auth.subject ?? 'admin',
+          cond,
         ),
       );
       reply.header('ETag', job._etag);

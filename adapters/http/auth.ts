@@ -33,7 +33,7 @@ export type Authenticate = (
   request: FastifyRequest,
 ) => FleetAuth | null | Promise<FleetAuth | null>;
 
-/** Which callers a route admits: any of these roles, or any Fleet role at all. */
+/** Which callers a route admits: one of these roles, or every Fleet role. */
 export type Access = readonly FleetRole[] | 'any';
 
 const ROLE_SET = new Set<string>(FLEET_ROLES);

@@ -3,12 +3,10 @@
  * (already a quoted strong tag); `If-Match` makes a mutation conditional, and
  * `If-None-Match` lets a reader revalidate (304).
  *
- * Only `PATCH /fleet/jobs/:id` checks `If-Match` atomically: the tag rides into the
- * coordinator's conditional write. The other job mutations (lease renew/release,
- * progress, requeue, cancel) compare it with the job as read just before the operation;
- * their own guards (the lease epoch, the lifecycle) decide the race that remains.
+ * Every job mutation (PATCH, lease renew/release, progress, requeue, cancel) checks
+ * `If-Match` atomically: the tag rides into the coordinator's conditional write.
  */
-import { type Coordinator, FleetError } from '../../runtime/index.js';
+import { type Conditional, type Coordinator, FleetError } from '../../runtime/index.js';
 import { must } from './route-context.js';
 
 /** The entity tags of a header value, or `*`. Weak tags (`W/"..."`) never match a write. */
@@ -44,17 +42,15 @@ export async function ifMatchTag(
   throw stale(jobId);
 }
 
-/** Fails with `PRECONDITION_FAILED` unless the job's current ETag satisfies `header`. */
-export async function checkIfMatch(
+/** The coordinator's `Conditional` option for an `If-Match` header (see `ifMatchTag`). */
+export async function conditional(
   coordinator: Coordinator,
   productId: string,
   jobId: string,
   header: string | undefined,
-): Promise<void> {
-  if (header === undefined) return;
-  const job = must(await coordinator.getJob(productId, jobId));
-  const tags = entityTags(header);
-  if (tags !== '*' && !tags.includes(job._etag)) throw stale(jobId);
+): Promise<Conditional> {
+  const ifMatch = await ifMatchTag(coordinator, productId, jobId, header);
+  return ifMatch === undefined ? {} : { ifMatch };
 }
 
 /** True when an `If-None-Match` header names `etag` (weak comparison) or `*`. */

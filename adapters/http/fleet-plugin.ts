@@ -151,7 +151,7 @@ const fleetPluginImpl: FastifyPluginAsync<FleetPluginOptions> = async (fastify, 
     claimRecheckMs: o.claimRecheckMs ?? DEFAULT_RECHECK_MS,
   };
 
-  // Long-poll wake-ups: any event that leaves a job of a product queued.
+  // Long-poll wake-ups: every event that leaves a job of a product queued.
   const unsubscribe = coordinator.subscribe((event) => {
     if (event.data.to === 'queued') waiters.notify(event.productId);
   });

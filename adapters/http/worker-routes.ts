@@ -15,7 +15,7 @@
  */
 import type { ClaimGrant } from '../../runtime/index.js';
 import { authOf, guard } from './auth.js';
-import { checkIfMatch } from './conditional.js';
+import { conditional } from './conditional.js';
 import {
   ClaimBody,
   ClaimView,
@@ -175,8 +175,13 @@ export function registerWorkerRoutes(app: FleetApp, ctx: RouteContext): void {
     },
     async (request) => {
       const { productId } = authOf(request);
-      await checkIfMatch(coord, productId, request.params.id, request.headers['if-match']);
-      return must(await coord.renewLease(productId, request.params.id, request.body));
+      const cond = await conditional(
+        coord,
+        productId,
+        request.params.id,
+        request.headers['if-match'],
+      );
+      return must(await coord.renewLease(productId, request.params.id, request.body, cond));
     },
   );
 
@@ -208,8 +213,13 @@ export function registerWorkerRoutes(app: FleetApp, ctx: RouteContext): void {
     },
     async (request, reply): Promise<JobView> => {
       const { productId } = authOf(request);
-      await checkIfMatch(coord, productId, request.params.id, request.headers['if-match']);
-      const job = must(await coord.releaseLease(productId, request.params.id, request.body));
+      const cond = await conditional(
+        coord,
+        productId,
+        request.params.id,
+        request.headers['if-match'],
+      );
+      const job = must(await coord.releaseLease(productId, request.params.id, request.body, cond));
       reply.header('ETag', job._etag);
       return jobView(job);
     },
@@ -243,8 +253,15 @@ export function registerWorkerRoutes(app: FleetApp, ctx: RouteContext): void {
     },
     async (request, reply): Promise<JobView> => {
       const { productId } = authOf(request);
-      await checkIfMatch(coord, productId, request.params.id, request.headers['if-match']);
-      const job = must(await coord.recordProgress(productId, request.params.id, request.body));
+      const cond = await conditional(
+        coord,
+        productId,
+        request.params.id,
+        request.headers['if-match'],
+      );
+      const job = must(
+        await coord.recordProgress(productId, request.params.id, request.body, cond),
+      );
       reply.header('ETag', job._etag);
       return jobView(job);
     },

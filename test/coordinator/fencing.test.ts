@@ -247,3 +247,38 @@ describe.each(STORES.map((s) => [s.name, s] as const))('fencing (%s)', (_name, f
     expect(again.run.attempt).toBe(2);
   });
 });
+
+describe.each(STORES.map((s) => [s.name, s] as const))(
+  'conditional writes (%s)',
+  (_name, factory) => {
+    let h: Harness;
+    afterEach(async () => h?.close());
+
+    it('every job mutation honours ifMatch: a stale etag is PRECONDITION_FAILED and changes nothing', async () => {
+      h = await makeHarness(factory);
+      const job = await h.submit();
+      const g = await h.claim('A');
+      const stale = (await h.store.jobs.read(h.product, job.id))?._etag ?? '';
+      const who = { factoryId: 'A', leaseEpoch: g.lease.leaseEpoch };
+      const current = must(await h.coord.renewLease(h.product, job.id, who, { ifMatch: stale }));
+      expect(current.leaseEpoch).toBe(who.leaseEpoch); // matched: applied
+      const before = await h.dump(job.id);
+      const c = h.coord;
+      for (const r of [
+        await c.transition(h.product, job.id, { ...who, to: 'building' }, { ifMatch: stale }),
+        await c.renewLease(h.product, job.id, who, { ifMatch: stale }),
+        await c.releaseLease(h.product, job.id, who, { ifMatch: stale }),
+        await c.recordProgress(
+          h.product,
+          job.id,
+          { ...who, checkpoint: { wipCommit: 'x' } },
+          { ifMatch: stale },
+        ),
+        await c.cancel(h.product, job.id, null, 'admin', { ifMatch: stale }),
+      ] as Result<unknown>[]) {
+        expect(failure(r).code).toBe('PRECONDITION_FAILED');
+      }
+      expect(await h.dump(job.id)).toEqual(before);
+    });
+  },
+);
