@@ -18,7 +18,7 @@
  * claims of one product do not race each other; across processes, etags decide.
  */
 import { type AnyStateMachine, initialTransition } from 'xstate';
-import { JOB_MACHINE_VERSION, jobMachine } from '../machines/index.js';
+import { JOB_MACHINE_VERSION, type JobMachineEventType, jobMachine } from '../machines/index.js';
 import { exceededBudget, ZERO_USAGE } from './budget.js';
 import { contentHash, jobIdFor } from './canonical.js';
 import { type Clock, iso, ms, systemClock } from './clock.js';
@@ -42,6 +42,7 @@ import {
   type OutboxEffect,
   type Page,
   type PatchInput,
+  type PatchTarget,
   type ProgressInput,
   type ReleaseInput,
   type RenewInput,
@@ -92,6 +93,14 @@ export interface SweepReport {
 type Listener = (event: EventDoc) => void;
 
 const ACTIVE = new Set<Stage>(ACTIVE_STAGES);
+/** The machine event of each worker move but `failed` (which carries retry facts). */
+const MOVE_EVENT = {
+  building: 'BUILD',
+  review: 'REVIEW',
+  testing: 'TEST',
+  shipped: 'SHIP',
+} as const satisfies Record<Exclude<PatchTarget, 'failed'>, JobMachineEventType>;
+
 /** Optimistic-concurrency retries before giving up on one operation. */
 const MAX_CONFLICTS = 64;
 /** Claim candidates fetched per selection round. */
@@ -638,51 +647,36 @@ export class Coordinator {
     const parsed = parse(S.PatchInput, input);
     if (!parsed.ok) return parsed;
     const p = parsed.value;
-    return this.#act(productId, async () => {
-      return this.#workerUpdate(
-        productId,
-        jobId,
-        p.factoryId,
-        (draft) => {
-          if (p.checkpoint || p.insights || p.artifacts) {
-            const err = this.#applyProgress(draft, p);
-            if (err) return err;
-          }
-          const base = { factoryId: p.factoryId, leaseEpoch: p.leaseEpoch, now: draft.now };
-          draft.setOutcome({
-            ...(p.result ? { result: p.result } : {}),
-            ...(p.verifyResult ? { verifyResult: p.verifyResult } : {}),
-            ...(p.error ? { error: p.error } : {}),
-          });
-          let err: FleetError | null;
-          switch (p.to) {
-            case 'building':
-              err = draft.send({ type: 'BUILD', ...base });
-              break;
-            case 'review':
-              err = draft.send({ type: 'REVIEW', ...base });
-              break;
-            case 'testing':
-              err = draft.send({ type: 'TEST', ...base });
-              break;
-            case 'shipped':
-              err = draft.send({ type: 'SHIP', ...base });
-              break;
-            case 'failed': {
-              const retry = draft.doc.retry;
-              const retryable = isRetryable(retry, p.error?.class);
-              const delay = backoffDelay(retry, draft.context.failures + 1, this.#random);
-              err = draft.send({ type: 'FAIL', ...base, retryable, retryAt: draft.now + delay });
-              break;
-            }
-          }
+    return this.#workerCall(
+      productId,
+      jobId,
+      p.factoryId,
+      (draft) => {
+        if (p.checkpoint || p.insights || p.artifacts) {
+          const err = this.#applyProgress(draft, p);
           if (err) return err;
-          this.#checkBudget(draft);
-          return null;
-        },
-        options,
-      );
-    });
+        }
+        const base = { factoryId: p.factoryId, leaseEpoch: p.leaseEpoch, now: draft.now };
+        draft.setOutcome({
+          ...(p.result ? { result: p.result } : {}),
+          ...(p.verifyResult ? { verifyResult: p.verifyResult } : {}),
+          ...(p.error ? { error: p.error } : {}),
+        });
+        let err: FleetError | null;
+        if (p.to === 'failed') {
+          const retry = draft.doc.retry;
+          const retryable = isRetryable(retry, p.error?.class);
+          const delay = backoffDelay(retry, draft.context.failures + 1, this.#random);
+          err = draft.send({ type: 'FAIL', ...base, retryable, retryAt: draft.now + delay });
+        } else {
+          err = draft.send({ type: MOVE_EVENT[p.to], ...base });
+        }
+        if (err) return err;
+        this.#checkBudget(draft);
+        return null;
+      },
+      options,
+    );
   }
 
   /**
@@ -699,20 +693,18 @@ export class Coordinator {
     const parsed = parse(S.ProgressInput, input);
     if (!parsed.ok) return parsed;
     const p = parsed.value;
-    return this.#act(productId, async () => {
-      return this.#workerUpdate(
-        productId,
-        jobId,
-        p.factoryId,
-        (draft) => {
-          const err = this.#applyProgress(draft, p);
-          if (err) return err;
-          this.#checkBudget(draft);
-          return null;
-        },
-        options,
-      );
-    });
+    return this.#workerCall(
+      productId,
+      jobId,
+      p.factoryId,
+      (draft) => {
+        const err = this.#applyProgress(draft, p);
+        if (err) return err;
+        this.#checkBudget(draft);
+        return null;
+      },
+      options,
+    );
   }
 
   /** Extends the lease to now + `extendMs` (default `leaseMs`); fenced. */
@@ -725,24 +717,22 @@ export class Coordinator {
     const parsed = parse(S.RenewInput, input);
     if (!parsed.ok) return parsed;
     const p = parsed.value;
-    return this.#act(productId, async () => {
-      const r = await this.#workerUpdate(
-        productId,
-        jobId,
-        p.factoryId,
-        (draft) =>
-          draft.send({
-            type: 'RENEW',
-            factoryId: p.factoryId,
-            leaseEpoch: p.leaseEpoch,
-            now: draft.now,
-            expiresAt: draft.now + (p.extendMs ?? this.leaseMs),
-          }),
-        options,
-      );
-      if (!r.ok) return r;
-      return ok({ leaseEpoch: r.value.leaseEpoch, expiresAt: r.value.leaseExpiresAt ?? '' });
-    });
+    const r = await this.#workerCall(
+      productId,
+      jobId,
+      p.factoryId,
+      (draft) =>
+        draft.send({
+          type: 'RENEW',
+          factoryId: p.factoryId,
+          leaseEpoch: p.leaseEpoch,
+          now: draft.now,
+          expiresAt: draft.now + (p.extendMs ?? this.leaseMs),
+        }),
+      options,
+    );
+    if (!r.ok) return r;
+    return ok({ leaseEpoch: r.value.leaseEpoch, expiresAt: r.value.leaseExpiresAt ?? '' });
   }
 
   /** Gives the job back: `queued` (or `blocked`), epoch + 1, checkpoint kept; fenced. */
@@ -755,27 +745,25 @@ export class Coordinator {
     const parsed = parse(S.ReleaseInput, input);
     if (!parsed.ok) return parsed;
     const p = parsed.value;
-    return this.#act(productId, async () => {
-      return this.#workerUpdate(
-        productId,
-        jobId,
-        p.factoryId,
-        async (draft) => {
-          const status = await this.#depsStatus(productId, draft.doc.deps, draft.doc.depsMode);
-          return draft.send(
-            {
-              type: 'RELEASE',
-              factoryId: p.factoryId,
-              leaseEpoch: p.leaseEpoch,
-              now: draft.now,
-              depsMet: status.met,
-            },
-            { reason: p.reason ?? null },
-          );
-        },
-        options,
-      );
-    });
+    return this.#workerCall(
+      productId,
+      jobId,
+      p.factoryId,
+      async (draft) => {
+        const status = await this.#depsStatus(productId, draft.doc.deps, draft.doc.depsMode);
+        return draft.send(
+          {
+            type: 'RELEASE',
+            factoryId: p.factoryId,
+            leaseEpoch: p.leaseEpoch,
+            now: draft.now,
+            depsMet: status.met,
+          },
+          { reason: p.reason ?? null },
+        );
+      },
+      options,
+    );
   }
 
   #applyProgress(draft: JobDraft, p: ProgressInput): FleetError | null {
@@ -836,6 +824,17 @@ export class Coordinator {
       draft.now,
     );
     if (exceeded) draft.send({ type: 'BUDGET_EXCEEDED' }, { exceeded });
+  }
+
+  /** A worker call: `#workerUpdate` in the product's mailbox, answered once durable. */
+  #workerCall(
+    productId: string,
+    jobId: string,
+    actor: string | null,
+    plan: (draft: JobDraft) => FleetError | null | Promise<FleetError | null>,
+    options: Conditional = {},
+  ): Promise<Result<Stored<JobDoc>>> {
+    return this.#act(productId, () => this.#workerUpdate(productId, jobId, actor, plan, options));
   }
 
   /**

@@ -1,16 +1,11 @@
 /**
  * Retry decisions: is an error class retryable, and when is the next attempt due.
  */
+import { RetryPolicy as RetryPolicySchema } from './schemas.js';
 import type { RetryPolicy } from './types.js';
 
-/** The policy a job gets when it names none (API.md). */
-export const DEFAULT_RETRY: RetryPolicy = {
-  max: 3,
-  backoff: 'exponential',
-  delayMs: 1000,
-  maxDelayMs: 300_000,
-  on: ['transient'],
-};
+/** The policy a job gets when it names none (API.md): the schema's defaults, one source. */
+export const DEFAULT_RETRY: Readonly<RetryPolicy> = Object.freeze(RetryPolicySchema.parse({}));
 
 /** True when a failure of `errorClass` may be retried under `policy`. */
 export function isRetryable(policy: RetryPolicy, errorClass: string | null | undefined): boolean {

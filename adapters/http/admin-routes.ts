@@ -3,14 +3,14 @@
  * `/fleet`.
  */
 import { authOf, guard } from './auth.js';
-import { conditional } from './conditional.js';
+import { conditionOf } from './conditional.js';
 import {
   CancelBody,
   IfMatchHeaders,
   JobParams,
   JobView,
-  jobView,
   RequeueBody,
+  sendJob,
 } from './http-schemas.js';
 import { AUTH_CODES, type FleetApp, must, problems, type RouteContext } from './route-context.js';
 
@@ -44,17 +44,11 @@ export function registerAdminRoutes(app: FleetApp, ctx: RouteContext): void {
     },
     async (request, reply): Promise<JobView> => {
       const auth = authOf(request);
-      const cond = await conditional(
-        coord,
-        auth.productId,
-        request.params.id,
-        request.headers['if-match'],
-      );
+      const cond = await conditionOf(coord, auth.productId, request);
       const job = must(
         await coord.requeue(auth.productId, request.params.id, auth.subject ?? 'admin', cond),
       );
-      reply.header('ETag', job._etag);
-      return jobView(job);
+      return sendJob(reply, job);
     },
   );
 
@@ -77,12 +71,7 @@ export function registerAdminRoutes(app: FleetApp, ctx: RouteContext): void {
     },
     async (request, reply): Promise<JobView> => {
       const auth = authOf(request);
-      const cond = await conditional(
-        coord,
-        auth.productId,
-        request.params.id,
-        request.headers['if-match'],
-      );
+      const cond = await conditionOf(coord, auth.productId, request);
       const job = must(
         await coord.cancel(
           auth.productId,
@@ -92,8 +81,7 @@ export function registerAdminRoutes(app: FleetApp, ctx: RouteContext): void {
           cond,
         ),
       );
-      reply.header('ETag', job._etag);
-      return jobView(job);
+      return sendJob(reply, job);
     },
   );
 }

@@ -53,6 +53,15 @@ export async function conditional(
   return ifMatch === undefined ? {} : { ifMatch };
 }
 
+/** `conditional` for a job route's request: its `:id` and its `If-Match` header. */
+export function conditionOf(
+  coordinator: Coordinator,
+  productId: string,
+  request: { params: { id: string }; headers: { 'if-match'?: string | undefined } },
+): Promise<Conditional> {
+  return conditional(coordinator, productId, request.params.id, request.headers['if-match']);
+}
+
 /** True when an `If-None-Match` header names `etag` (weak comparison) or `*`. */
 export function noneMatch(header: string | undefined, etag: string): boolean {
   if (header === undefined) return false;

@@ -179,6 +179,15 @@ export const NoContent = z.null();
 const JOB_KEYS = Object.keys(JobView.shape) as (keyof JobView)[];
 
 /** The public view of a job document (a whitelist: an internal field never leaks). */
+/** Sets the job's `ETag` on the reply and returns its public view. */
+export function sendJob(
+  reply: { header(name: string, value: string): unknown },
+  job: JobDoc & { _etag: string },
+): JobView {
+  reply.header('ETag', job._etag);
+  return jobView(job);
+}
+
 export function jobView(doc: JobDoc): JobView {
   const src = doc as unknown as Record<string, unknown>;
   const out: Record<string, unknown> = {};

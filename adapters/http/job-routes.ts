@@ -22,6 +22,7 @@ import {
   RunView,
   runView,
   SubmitBody,
+  sendJob,
 } from './http-schemas.js';
 import { AUTH_CODES, type FleetApp, must, problems, type RouteContext } from './route-context.js';
 
@@ -174,8 +175,7 @@ export function registerJobRoutes(app: FleetApp, ctx: RouteContext): void {
           ifMatch === undefined ? {} : { ifMatch },
         ),
       );
-      reply.header('ETag', job._etag);
-      return jobView(job);
+      return sendJob(reply, job);
     },
   );
 

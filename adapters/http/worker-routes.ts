@@ -15,7 +15,7 @@
  */
 import type { ClaimGrant } from '../../runtime/index.js';
 import { authOf, guard } from './auth.js';
-import { conditional } from './conditional.js';
+import { conditionOf } from './conditional.js';
 import {
   ClaimBody,
   ClaimView,
@@ -33,6 +33,7 @@ import {
   pageOf,
   ReleaseBody,
   RenewBody,
+  sendJob,
 } from './http-schemas.js';
 import type { ClaimWaitOutcome } from './metrics.js';
 import { AUTH_CODES, type FleetApp, must, problems, type RouteContext } from './route-context.js';
@@ -175,12 +176,7 @@ export function registerWorkerRoutes(app: FleetApp, ctx: RouteContext): void {
     },
     async (request) => {
       const { productId } = authOf(request);
-      const cond = await conditional(
-        coord,
-        productId,
-        request.params.id,
-        request.headers['if-match'],
-      );
+      const cond = await conditionOf(coord, productId, request);
       return must(await coord.renewLease(productId, request.params.id, request.body, cond));
     },
   );
@@ -213,15 +209,9 @@ export function registerWorkerRoutes(app: FleetApp, ctx: RouteContext): void {
     },
     async (request, reply): Promise<JobView> => {
       const { productId } = authOf(request);
-      const cond = await conditional(
-        coord,
-        productId,
-        request.params.id,
-        request.headers['if-match'],
-      );
+      const cond = await conditionOf(coord, productId, request);
       const job = must(await coord.releaseLease(productId, request.params.id, request.body, cond));
-      reply.header('ETag', job._etag);
-      return jobView(job);
+      return sendJob(reply, job);
     },
   );
 
@@ -253,17 +243,11 @@ export function registerWorkerRoutes(app: FleetApp, ctx: RouteContext): void {
     },
     async (request, reply): Promise<JobView> => {
       const { productId } = authOf(request);
-      const cond = await conditional(
-        coord,
-        productId,
-        request.params.id,
-        request.headers['if-match'],
-      );
+      const cond = await conditionOf(coord, productId, request);
       const job = must(
         await coord.recordProgress(productId, request.params.id, request.body, cond),
       );
-      reply.header('ETag', job._etag);
-      return jobView(job);
+      return sendJob(reply, job);
     },
   );
 

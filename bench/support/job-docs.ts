@@ -16,11 +16,12 @@ import { isDeepStrictEqual } from 'node:util';
 import { initialTransition } from 'xstate';
 import { createMemoryStore } from '../../adapters/store/memory/index.js';
 import { JOB_MACHINE_VERSION, jobMachine } from '../../machines/job.machine.js';
+import { ZERO_USAGE } from '../../runtime/budget.js';
 import { jobIdFor } from '../../runtime/canonical.js';
 import { iso } from '../../runtime/clock.js';
 import { Coordinator } from '../../runtime/coordinator.js';
 import { eventId } from '../../runtime/events.js';
-import * as S from '../../runtime/schemas.js';
+import { DEFAULT_RETRY } from '../../runtime/retry-policy.js';
 import type { EventDoc, JobDoc, Priority } from '../../runtime/types.js';
 
 /** The persisted initial snapshot for the default retry policy (max 3). */
@@ -29,7 +30,6 @@ const INITIAL_SNAPSHOT = jobMachine.getPersistedSnapshot(
 ) as Record<string, unknown>;
 
 /** The retry policy a submission without `retry` gets. */
-const DEFAULT_RETRY = S.RetryPolicy.parse({});
 
 export interface QueuedJobSpec {
   productId: string;
@@ -79,17 +79,7 @@ export function queuedJobDoc(spec: QueuedJobSpec): JobDoc {
     deadReason: null,
     lastError: null,
     firstClaimedAt: null,
-    usage: {
-      tokensIn: 0,
-      tokensOut: 0,
-      tokensCached: 0,
-      costUsd: 0,
-      turns: 0,
-      toolCalls: 0,
-      filesChanged: 0,
-      linesAdded: 0,
-      linesDeleted: 0,
-    },
+    usage: { ...ZERO_USAGE },
     run: null,
     createdAt: now,
     updatedAt: now,
