@@ -4,7 +4,7 @@
  * product only: another product's job answers 404, exactly like a missing one.
  */
 import { authOf, guard } from './auth.js';
-import { ifMatchTag, noneMatch } from './conditional.js';
+import { conditionOf, noneMatch } from './conditional.js';
 import {
   ArtifactView,
   artifactView,
@@ -165,16 +165,8 @@ export function registerJobRoutes(app: FleetApp, ctx: RouteContext): void {
     },
     async (request, reply): Promise<JobView> => {
       const { productId } = authOf(request);
-      const id = request.params.id;
-      const ifMatch = await ifMatchTag(coord, productId, id, request.headers['if-match']);
-      const job = must(
-        await coord.transition(
-          productId,
-          id,
-          request.body,
-          ifMatch === undefined ? {} : { ifMatch },
-        ),
-      );
+      const cond = await conditionOf(coord, productId, request);
+      const job = must(await coord.transition(productId, request.params.id, request.body, cond));
       return sendJob(reply, job);
     },
   );
