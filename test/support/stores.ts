@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { createMemoryStore } from '../../adapters/store/memory/index.js';
 import { openSqliteStore } from '../../adapters/store/sqlite/index.js';
 import type { DocumentStore } from '../../runtime/document-store.port.js';
+import { cosmosTargets, openTestCosmosStore } from './cosmos-stores.js';
 
 export interface StoreFactory {
   name: string;
@@ -46,4 +47,10 @@ async function openTempSqlite(): Promise<DocumentStore> {
 export const STORES: StoreFactory[] = [
   { name: 'memory', open: async () => createMemoryStore() },
   { name: 'sqlite', open: openTempSqlite },
+  // A fresh database on the in-process cosmosdb-server (and on a real account when
+  // COSMOS_ENDPOINT is set), dropped on close.
+  ...cosmosTargets().map((target) => ({
+    name: target.name,
+    open: () => openTestCosmosStore(target),
+  })),
 ];

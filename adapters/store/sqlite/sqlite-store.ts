@@ -83,9 +83,14 @@ type DB = Database.Database;
 type Statement = Database.Statement;
 
 import {
+  type CursorCodec,
+  type CursorKey,
+  type CursorPart,
+  cursorCodec,
+} from '../shared/cursor.js';
+import {
   FAULT_CODES,
   nullableString,
-  parseJson,
   requireLimit,
   requireNumber,
   requireString,
@@ -220,39 +225,8 @@ const compareStrings = (a: string, b: string): number => (a < b ? -1 : a > b ? 1
 const key = (value: unknown): string | null => (typeof value === 'string' ? value : null);
 
 // ---------------------------------------------------------------------------
-// Cursors: base64url of a JSON array [tag, ...key parts].
+// Paging (cursors: ../shared/cursor.ts)
 // ---------------------------------------------------------------------------
-
-type Part = 'string' | 'number';
-type Key = readonly (string | number)[];
-
-/** Converts between a row's position in a list and the opaque cursor of that list. */
-interface CursorCodec {
-  encode(key: Key): string;
-  decode(cursor: string): Key;
-}
-
-function cursorCodec(tag: string, parts: readonly Part[]): CursorCodec {
-  return {
-    encode: (key) => Buffer.from(JSON.stringify([tag, ...key]), 'utf8').toString('base64url'),
-    decode: (cursor) => {
-      const value = parseJson(
-        typeof cursor === 'string' ? Buffer.from(cursor, 'base64url').toString('utf8') : '',
-      );
-      if (
-        !Array.isArray(value) ||
-        value.length !== parts.length + 1 ||
-        value[0] !== tag ||
-        !parts.every((t, i) =>
-          t === 'number' ? Number.isFinite(value[i + 1]) : typeof value[i + 1] === 'string',
-        )
-      ) {
-        throw new StoreFault('invalid', 'bad cursor');
-      }
-      return value.slice(1) as Key;
-    },
-  };
-}
 
 /**
  * One page from rows of `[...key parts, json]`, fetched with `limit + 1` so the extra
@@ -265,7 +239,7 @@ function pageOf<T>(rows: unknown[][], limit: number, codec: CursorCodec): Page<T
   const last = rows[rows.length - 1];
   return {
     items,
-    nextCursor: more && last !== undefined ? codec.encode(last.slice(0, -1) as Key) : null,
+    nextCursor: more && last !== undefined ? codec.encode(last.slice(0, -1) as CursorKey) : null,
   };
 }
 
@@ -1100,7 +1074,7 @@ interface ListSpec {
   readonly tag: string;
   /** Order columns after `pk`, ending with `id`. */
   readonly order: readonly string[];
-  readonly parts: readonly Part[];
+  readonly parts: readonly CursorPart[];
 }
 
 /** A container whose `list(partition, page)` follows one per-partition order. */
