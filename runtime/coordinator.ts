@@ -73,6 +73,17 @@ export interface CoordinatorOptions {
   heartbeatIntervalMs?: number;
   /** The job machine (tests swap in variants). @defaultValue jobMachine */
   machine?: AnyStateMachine;
+  /**
+   * How many of the best candidates of the highest queued priority a claim picks among
+   * at random. 1 (the default) hands out strictly oldest first, right for one process:
+   * its mailbox serialises its claims, so it never races itself for the head. With
+   * several processes on one store (Cosmos DB), each would read the same head and all
+   * but one would lose the race on every claim; picking at random among the `k` oldest
+   * of the best priority spreads them (a job may then overtake up to `k - 1` older ones
+   * of its priority; never one of a higher priority).
+   * @defaultValue 1
+   */
+  claimSpread?: number;
   logger?: Logger;
 }
 
@@ -189,6 +200,7 @@ export class Coordinator {
   readonly leaseMs: number;
   readonly heartbeatIntervalMs: number;
   readonly #random: () => number;
+  readonly #claimSpread: number;
   readonly #machine: AnyStateMachine;
   readonly #log: Logger;
   readonly #mailboxes = new Mailboxes();
@@ -199,6 +211,14 @@ export class Coordinator {
     this.store = options.store;
     this.clock = options.clock ?? systemClock;
     this.#random = options.random ?? Math.random;
+    const spread = options.claimSpread ?? 1;
+    if (!Number.isInteger(spread) || spread < 1 || spread > MAX_CANDIDATES) {
+      throw new FleetError(
+        'VALIDATION',
+        `claimSpread must be a whole number from 1 to ${MAX_CANDIDATES}`,
+      );
+    }
+    this.#claimSpread = spread;
     this.leaseMs = options.leaseMs ?? 60_000;
     this.heartbeatIntervalMs = options.heartbeatIntervalMs ?? 10_000;
     this.#machine = options.machine ?? jobMachine;
@@ -525,8 +545,8 @@ export class Coordinator {
         if (held >= factory.seatLimit) return ok(null);
       }
       // The head of the queue is normally ours (the mailbox serialises this process's
-      // claims), so read one candidate; after a lost race, read several.
-      let limit = 1;
+      // claims), so read one candidate (or the spread's worth); after a lost race, more.
+      let limit = this.#claimSpread;
       for (let round = 0; round < MAX_CONFLICTS; round++) {
         const now = this.clock.now();
         const candidates = await this.store.jobs.claimCandidates({
@@ -537,7 +557,7 @@ export class Coordinator {
         });
         if (candidates.length === 0) return ok(null);
         let readable = 0;
-        for (const candidate of candidates) {
+        for (const candidate of this.#spread(candidates)) {
           const won = await this.#tryClaim(candidate, factoryId, now);
           if (won === 'skipped') continue;
           readable++;
@@ -574,6 +594,28 @@ export class Coordinator {
       }
       return ok(null);
     });
+  }
+
+  /**
+   * The order in which to try candidates (best first): with a spread of `k`, one of the
+   * first `k` of the best priority, chosen at random, goes first; the rest keep their order.
+   */
+  #spread(candidates: Stored<JobDoc>[]): Stored<JobDoc>[] {
+    if (this.#claimSpread === 1 || candidates.length < 2) return candidates;
+    const best = candidates[0]?.priority;
+    let pool = 1;
+    while (
+      pool < candidates.length &&
+      pool < this.#claimSpread &&
+      candidates[pool]?.priority === best
+    ) {
+      pool++;
+    }
+    const pick = Math.floor(this.#random() * pool);
+    if (pick === 0) return candidates;
+    const order = [...candidates];
+    const [chosen] = order.splice(pick, 1);
+    return chosen === undefined ? candidates : [chosen, ...order];
   }
 
   /** One claim attempt at the candidate's etag; null if it was lost, `skipped` if unreadable. */

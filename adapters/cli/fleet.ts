@@ -172,7 +172,7 @@ async function reap(args: string[]): Promise<void> {
   const unknown = args.filter((a) => a !== '--once' && a !== '--json');
   if (unknown.length > 0) throw new UsageError(`unknown option ${unknown.join(' ')}`);
   const config = configOrExit();
-  const store = openStore(config.store);
+  const store = await openStore(config.store);
   const logger = stderrLogger(config.logLevel, { component: 'supervisor' });
   const coordinator = new Coordinator({ store, leaseMs: config.leaseMs, logger });
   const products =

@@ -16,7 +16,9 @@
  * | `FLEET_REAPER_INTERVAL_MS` | mean wait between supervisor sweeps, ms (≥ 10) | `5000` |
  * | `FLEET_BODY_LIMIT` | largest request body, bytes (`512KiB`, `2MiB` accepted) | `1048576` |
  * | `FLEET_LOG_LEVEL` | `fatal` … `trace`, `silent` | `info` |
+ * | `FLEET_CLAIM_SPREAD` | a claim picks at random among this many oldest jobs of the best priority (1 = strictly oldest first) | `1`; `4` with `cosmos` |
  * | `COSMOS_ENDPOINT`, `COSMOS_KEY`, `COSMOS_DATABASE` | the Cosmos DB account (`FLEET_STORE=cosmos`) | —, —, `fleet` |
+ * | `COSMOS_ALLOW_SELF_SIGNED_CERT` | `true` accepts a self-signed certificate (a local emulator; loopback endpoints only) | `false` |
  *
  * With neither `FLEET_TOKENS` nor `FLEET_TOKENS_FILE`, the server makes a development
  * admin token (see `server.ts`). Setting both is an error. An empty variable counts as
@@ -49,7 +51,14 @@ export interface TokenGrant {
 export type StoreConfig =
   | { kind: 'sqlite'; path: string }
   | { kind: 'memory' }
-  | { kind: 'cosmos'; endpoint: string; key: string; database: string };
+  | {
+      kind: 'cosmos';
+      endpoint: string;
+      key: string;
+      database: string;
+      /** Accept a self-signed TLS certificate (loopback endpoints only). */
+      allowSelfSignedCertificate: boolean;
+    };
 
 export type TokensConfig =
   | { source: 'env'; grants: TokenGrant[] }
@@ -71,6 +80,8 @@ export interface FleetConfig {
   bodyLimit: number;
   /** @defaultValue 'info' */
   logLevel: LogLevel;
+  /** Claims pick among this many oldest jobs of the best priority. @defaultValue 1; 4 with Cosmos DB */
+  claimSpread: number;
   /** Non-fatal findings (unknown `FLEET_*` variables), for the log. */
   warnings: string[];
 }
@@ -84,6 +95,9 @@ export const DEFAULTS = {
   bodyLimit: 1024 * 1024,
   logLevel: 'info',
   cosmosDatabase: 'fleet',
+  claimSpread: 1,
+  /** Several processes share a Cosmos DB database: spread their claims (see bench/cosmos). */
+  cosmosClaimSpread: 4,
 } as const;
 
 /** Variables this build reads (anything else named `FLEET_*` is a warning). */
@@ -96,6 +110,7 @@ export const KNOWN_VARIABLES = [
   'FLEET_REAPER_INTERVAL_MS',
   'FLEET_BODY_LIMIT',
   'FLEET_LOG_LEVEL',
+  'FLEET_CLAIM_SPREAD',
 ] as const;
 
 /** The configuration is invalid; `problems` has one line per bad variable. */
@@ -169,6 +184,8 @@ const EnvSchema = z.object({
   FLEET_REAPER_INTERVAL_MS: variable(integer(10, 3_600_000, ' (ms)'), DEFAULTS.reaperIntervalMs),
   FLEET_BODY_LIMIT: variable(byteSize, DEFAULTS.bodyLimit),
   FLEET_LOG_LEVEL: variable(oneOf(LOG_LEVELS), DEFAULTS.logLevel as LogLevel),
+  FLEET_CLAIM_SPREAD: variable(integer(1, 256), undefined as number | undefined),
+  COSMOS_ALLOW_SELF_SIGNED_CERT: variable(oneOf(['true', 'false', '1', '0'] as const), 'false'),
 });
 
 const TokenSchema = z.strictObject({
@@ -296,11 +313,21 @@ export function loadConfig(
       if (key === undefined) {
         problems.push('COSMOS_KEY: is required with FLEET_STORE=cosmos (the account key)');
       }
+      const allowSelfSigned = ['true', '1'].includes(parsed.data.COSMOS_ALLOW_SELF_SIGNED_CERT);
+      if (allowSelfSigned && endpoint !== undefined && URL.canParse(endpoint)) {
+        const host = new URL(endpoint).hostname;
+        if (!['localhost', '[::1]'].includes(host) && !/^127\./.test(host)) {
+          problems.push(
+            `COSMOS_ALLOW_SELF_SIGNED_CERT: is for a local emulator; the endpoint must be on the loopback interface (got ${got(host)})`,
+          );
+        }
+      }
       store = {
         kind,
         endpoint: endpoint ?? '',
         key: key ?? '',
         database: set('COSMOS_DATABASE') ?? DEFAULTS.cosmosDatabase,
+        allowSelfSignedCertificate: allowSelfSigned,
       };
     }
   }
@@ -323,6 +350,9 @@ export function loadConfig(
     reaperIntervalMs: e.FLEET_REAPER_INTERVAL_MS,
     bodyLimit: e.FLEET_BODY_LIMIT,
     logLevel: e.FLEET_LOG_LEVEL,
+    claimSpread:
+      e.FLEET_CLAIM_SPREAD ??
+      (store.kind === 'cosmos' ? DEFAULTS.cosmosClaimSpread : DEFAULTS.claimSpread),
     warnings,
   };
 }

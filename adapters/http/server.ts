@@ -25,6 +25,7 @@ import {
   startSupervisor,
   systemClock,
 } from '../../runtime/index.js';
+import { openCosmosStore } from '../store/cosmos/index.js';
 import { createMemoryStore } from '../store/memory/index.js';
 import { openSqliteStore } from '../store/sqlite/index.js';
 import { FLEET_ROLES, type FleetConfig, type StoreConfig, type TokenGrant } from './config.js';
@@ -85,25 +86,33 @@ export interface BuildServerOptions {
 
 /**
  * Opens the configured store. Throws `StartupError` when it cannot (a database held by
- * another process, a newer schema, the Cosmos DB store that is not in this build yet).
+ * another process, a newer schema, a Cosmos DB account that cannot be reached or
+ * refuses the key).
  */
-export function openStore(config: StoreConfig): DocumentStore {
-  switch (config.kind) {
-    case 'memory':
-      return createMemoryStore();
-    case 'sqlite':
-      try {
+export async function openStore(config: StoreConfig): Promise<DocumentStore> {
+  const where =
+    config.kind === 'sqlite'
+      ? `the SQLite store ${config.path}`
+      : config.kind === 'cosmos'
+        ? `the Cosmos DB store (database ${config.database} at ${config.endpoint})`
+        : 'the memory store';
+  try {
+    switch (config.kind) {
+      case 'memory':
+        return createMemoryStore();
+      case 'sqlite':
         return openSqliteStore({ path: config.path });
-      } catch (e) {
-        const detail = (e as { detail?: string }).detail ?? (e as Error).message;
-        throw new StartupError(`cannot open the SQLite store ${config.path}: ${detail}`, {
-          cause: e,
+      case 'cosmos':
+        return await openCosmosStore({
+          endpoint: config.endpoint,
+          key: config.key,
+          database: config.database,
+          allowSelfSignedCertificate: config.allowSelfSignedCertificate,
         });
-      }
-    case 'cosmos':
-      throw new StartupError(
-        `the Cosmos DB store is not available in this build yet (FLEET_STORE=cosmos, ${config.endpoint}); use FLEET_STORE=sqlite or memory`,
-      );
+    }
+  } catch (e) {
+    const detail = (e as { detail?: string }).detail ?? (e as Error).message;
+    throw new StartupError(`cannot open ${where}: ${detail}`, { cause: e });
   }
 }
 
@@ -204,7 +213,7 @@ export async function buildServer(
   options: BuildServerOptions = {},
 ): Promise<FleetServer> {
   const clock = options.clock ?? systemClock;
-  const store = options.store ?? openStore(config.store);
+  const store = options.store ?? (await openStore(config.store));
   let supervisor: Supervisor | undefined;
   let app: FastifyInstance | undefined;
   try {
@@ -231,6 +240,7 @@ export async function buildServer(
       store,
       clock,
       leaseMs: config.leaseMs,
+      claimSpread: config.claimSpread,
       logger: app.log.child({ component: 'coordinator' }),
     });
     const metrics = new FleetMetrics();

@@ -33,6 +33,39 @@ describe.each(STORES.map((s) => [s.name, s] as const))('claim (%s)', (_name, fac
     expect(claimed).toEqual(ids);
   });
 
+  it('with a claim spread of k, picks among the k oldest of the best priority only', async () => {
+    // A random source that walks through the pool: 0, 1/3, 2/3, 0...
+    let n = 0;
+    h = await makeHarness(factory, { claimSpread: 3, random: () => (n++ % 3) / 3 });
+    const highs: string[] = [];
+    for (let i = 0; i < 5; i++) highs.push((await h.submit({ priority: 'high' })).id);
+    const low = await h.submit({ priority: 'low' });
+    const claimed: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const queued = highs.filter((id) => !claimed.includes(id));
+      const got = (await h.claim(`f${i}`)).job.id;
+      // Only the three oldest still queued of the best priority are eligible.
+      expect(queued.slice(0, 3)).toContain(got);
+      claimed.push(got);
+    }
+    // The spread reordered them (the walk picks the 2nd and 3rd too), and took them all.
+    expect(claimed).not.toEqual(highs);
+    expect([...claimed].sort()).toEqual([...highs].sort());
+    // Never a lower priority while a higher one waits: the low job comes last.
+    expect((await h.claim('f9')).job.id).toBe(low.id);
+  });
+
+  it('refuses a claim spread that is not a whole number from 1', async () => {
+    const store = await factory.open();
+    try {
+      for (const claimSpread of [0, 1.5, -1, 1000]) {
+        expect(() => new Coordinator({ store, claimSpread })).toThrow(/claimSpread/);
+      }
+    } finally {
+      await store.close();
+    }
+  });
+
   it('matches capabilities as a subset of the factory’s', async () => {
     h = await makeHarness(factory);
     const gpu = await h.submit({ capabilities: ['gpu', 'node'], priority: 'critical' });

@@ -231,21 +231,24 @@ describe('fleet configuration errors', () => {
     expect(both.stderr).toMatch(/FLEET_TOKENS, FLEET_TOKENS_FILE: set one of them, not both/);
   });
 
-  it('FLEET_STORE=cosmos needs its account and is not in this build yet', async () => {
-    const [missing, given] = await Promise.all([
+  it('FLEET_STORE=cosmos needs its account, and says so when it cannot reach it', async () => {
+    const [missing, unreachable] = await Promise.all([
       fleetOnce(['serve'], { FLEET_STORE: 'cosmos' }),
       fleetOnce(['serve'], {
         FLEET_STORE: 'cosmos',
-        COSMOS_ENDPOINT: 'https://example.documents.azure.com:443/',
+        // Nothing listens on port 1.
+        COSMOS_ENDPOINT: 'https://127.0.0.1:1/',
         COSMOS_KEY: 'a2V5',
       }),
     ]);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toMatch(/COSMOS_ENDPOINT: is required/);
     expect(missing.stderr).toMatch(/COSMOS_KEY: is required/);
-    expect(given.code).toBe(1);
-    expect(given.stderr).toMatch(/the Cosmos DB store is not available in this build yet/);
-    expect(given.stderr).not.toMatch(/\n\s+at /);
+    expect(unreachable.code).toBe(1);
+    expect(unreachable.stderr).toMatch(
+      /cannot open the Cosmos DB store \(database fleet at https:\/\/127\.0\.0\.1:1\/\)/,
+    );
+    expect(unreachable.stderr).not.toMatch(/\n\s+at /);
   });
 
   it('an unknown command prints the usage and exits 2', async () => {

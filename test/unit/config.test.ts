@@ -28,6 +28,7 @@ describe('loadConfig', () => {
       reaperIntervalMs: 5000,
       bodyLimit: 1024 * 1024,
       logLevel: 'info',
+      claimSpread: 1,
       warnings: [],
     });
   });
@@ -44,6 +45,7 @@ describe('loadConfig', () => {
         FLEET_REAPER_INTERVAL_MS: '250',
         FLEET_BODY_LIMIT: '2MiB',
         FLEET_LOG_LEVEL: 'debug',
+        FLEET_CLAIM_SPREAD: '3',
       },
       { cwd: '/srv/fleet' },
     );
@@ -55,6 +57,7 @@ describe('loadConfig', () => {
       reaperIntervalMs: 250,
       bodyLimit: 2 * 1024 * 1024,
       logLevel: 'debug',
+      claimSpread: 3,
       tokens: {
         source: 'env',
         grants: [{ token: 'tok-1', productId: 'acme', roles: ['submitter', 'factory'] }],
@@ -152,7 +155,38 @@ describe('loadConfig', () => {
       endpoint: 'https://acct.documents.azure.com:443/',
       key: 'k',
       database: 'fleet',
+      allowSelfSignedCertificate: false,
     });
+  });
+
+  it('spreads claims by default with Cosmos DB (many processes), never with one process', () => {
+    const cosmos = {
+      FLEET_STORE: 'cosmos',
+      COSMOS_ENDPOINT: 'https://a.example/',
+      COSMOS_KEY: 'k',
+    };
+    expect(loadConfig(cosmos).claimSpread).toBe(4);
+    expect(loadConfig({ ...cosmos, FLEET_CLAIM_SPREAD: '1' }).claimSpread).toBe(1);
+    expect(loadConfig({ FLEET_STORE: 'sqlite' }).claimSpread).toBe(1);
+    expect(problems({ FLEET_CLAIM_SPREAD: '0' })).toEqual([
+      'FLEET_CLAIM_SPREAD: must be a whole number from 1 to 256 (got "0")',
+    ]);
+  });
+
+  it('accepts a self-signed Cosmos DB certificate only from a loopback endpoint', () => {
+    const local = {
+      FLEET_STORE: 'cosmos',
+      COSMOS_ENDPOINT: 'https://127.0.0.1:8081/',
+      COSMOS_KEY: 'k',
+      COSMOS_ALLOW_SELF_SIGNED_CERT: 'true',
+    };
+    expect(loadConfig(local).store).toMatchObject({ allowSelfSignedCertificate: true });
+    expect(problems({ ...local, COSMOS_ENDPOINT: 'https://acct.documents.azure.com/' })).toEqual([
+      'COSMOS_ALLOW_SELF_SIGNED_CERT: is for a local emulator; the endpoint must be on the loopback interface (got "acct.documents.azure.com")',
+    ]);
+    expect(problems({ ...local, COSMOS_ALLOW_SELF_SIGNED_CERT: 'yes' })).toEqual([
+      'COSMOS_ALLOW_SELF_SIGNED_CERT: must be one of true, false, 1, 0 (got "yes")',
+    ]);
   });
 
   it('warns about unknown FLEET_* variables (typos) without failing', () => {

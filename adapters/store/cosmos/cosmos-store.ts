@@ -594,7 +594,8 @@ class CosmosContainer<T extends { id: string }> implements Container<T> {
       partitionKey === undefined ? {} : { partitionKey },
     );
     const rows = (await iterator.fetchAll()).resources;
-    for (const r of rows) if (typeof r === 'object' && r !== null) this.engine.saw(r as unknown as Raw);
+    for (const r of rows)
+      if (typeof r === 'object' && r !== null) this.engine.saw(r as unknown as Raw);
     return rows;
   }
 
