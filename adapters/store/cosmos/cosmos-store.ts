@@ -640,48 +640,32 @@ class CosmosContainer<T extends { id: string }> implements Container<T> {
 
 /** A container whose `list(partition, page)` follows one per-partition order. */
 class ListedContainer<T extends { id: string }> extends CosmosContainer<T> {
-  readonly #order: OrderName | 'byId';
+  readonly #order: OrderName;
   readonly #codec: CursorCodec;
 
   constructor(
     engine: Engine,
     spec: CosmosContainerSpec,
     sdk: SdkContainer,
-    order: OrderName | 'byId',
+    order: OrderName,
     tag: string,
   ) {
     super(engine, spec, sdk);
     this.#order = order;
-    this.#codec = cursorCodec(tag, order === 'byId' ? ['string'] : cursorParts(order));
+    this.#codec = cursorCodec(tag, cursorParts(order));
   }
 
   list(partitionKey: string, q: PageRequest): Promise<Page<Stored<T>>> {
     const where = `c.${this.pkField} = @pk`;
-    const params = [param('@pk', partitionKey)];
-    if (this.#order !== 'byId') {
-      return this.page('list', where, params, this.#order, this.#codec, q, partitionKey);
-    }
-    return this.engine.call(`${this.name}.list`, async () => {
-      const limit = requireLimit(q.limit, 1);
-      const after =
-        q.cursor === undefined || q.cursor === null ? undefined : this.#codec.decode(q.cursor);
-      const rows = await this.query<Raw>(
-        `SELECT TOP @top * FROM c WHERE ${where}${after === undefined ? '' : ' AND c.id > @k0'} ORDER BY c.id`,
-        [
-          ...params,
-          param('@top', limit + 1),
-          ...(after === undefined ? [] : keyParams(after, 'k')),
-        ],
-        partitionKey,
-      );
-      const more = rows.length > limit;
-      if (more) rows.length = limit;
-      const last = rows[rows.length - 1];
-      return {
-        items: rows.map((r) => this.out(r)),
-        nextCursor: more && last !== undefined ? this.#codec.encode([last.id]) : null,
-      };
-    });
+    return this.page(
+      'list',
+      where,
+      [param('@pk', partitionKey)],
+      this.#order,
+      this.#codec,
+      q,
+      partitionKey,
+    );
   }
 }
 

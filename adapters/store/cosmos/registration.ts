@@ -61,6 +61,8 @@ export const ORDERS = {
     ['createdAt', 'ascending'],
     ['id', 'ascending'],
   ],
+  /** factories.list, profiles.list: by id (one field: the default range index serves it). */
+  byId: [['id', 'ascending']],
 } as const satisfies Record<string, readonly OrderField[]>;
 
 export type OrderName = keyof typeof ORDERS;
@@ -87,8 +89,8 @@ export const COSMOS_CONTAINERS: Readonly<Record<ContainerKey, CosmosContainerSpe
   jobs: spec('jobs', ['claim', 'newest', 'oldest', 'due']),
   runs: spec('runs', ['attempts']),
   leases: spec('leases', []),
-  factories: spec('factories', []),
-  profiles: spec('profiles', []),
+  factories: spec('factories', ['byId']),
+  profiles: spec('profiles', ['byId']),
   events: spec('events', []),
   artifacts: spec('artifacts', ['created']),
 };
@@ -100,9 +102,9 @@ export function indexingPolicy(s: CosmosContainerSpec) {
     automatic: true,
     includedPaths: [{ path: '/*' }],
     excludedPaths: [{ path: '/"_etag"/?' }],
-    compositeIndexes: s.orders.map((name) =>
-      ORDERS[name].map(([field, order]) => ({ path: `/${field}`, order })),
-    ),
+    compositeIndexes: s.orders
+      .filter((name) => ORDERS[name].length > 1)
+      .map((name) => ORDERS[name].map(([field, order]) => ({ path: `/${field}`, order }))),
   };
 }
 

@@ -41,10 +41,10 @@ import type {
   Stored,
 } from '../../../runtime/index.js';
 import { ACTIVE_STAGES, CONTAINERS, FleetError, PRIORITY_RANK } from '../../../runtime/index.js';
+import { type CursorPart, cursorCodec as sharedCursorCodec } from '../shared/cursor.js';
 import {
   FAULT_CODES,
   nullableString,
-  parseJson,
   requireLimit,
   requireNumber,
   requireString,
@@ -82,7 +82,7 @@ const pair = (a: string, b: string): string => `${a.length}:${a}|${b}`;
 // Cursors: base64url of a JSON array [tag, ...key parts].
 // ---------------------------------------------------------------------------
 
-type Part = 'string' | 'number';
+type Part = CursorPart;
 
 /** Converts between an index key and the opaque cursor of a list. */
 interface CursorCodec<K> {
@@ -96,25 +96,10 @@ function cursorCodec<K, const P extends readonly Part[]>(
   toParts: (key: K) => (string | number)[],
   fromParts: (parts: { [I in keyof P]: P[I] extends 'number' ? number : string }) => K,
 ): CursorCodec<K> {
+  const codec = sharedCursorCodec(tag, parts);
   return {
-    encode: (key) =>
-      Buffer.from(JSON.stringify([tag, ...toParts(key)]), 'utf8').toString('base64url'),
-    decode: (cursor) => {
-      const value = parseJson(
-        typeof cursor === 'string' ? Buffer.from(cursor, 'base64url').toString('utf8') : '',
-      );
-      if (
-        !Array.isArray(value) ||
-        value.length !== parts.length + 1 ||
-        value[0] !== tag ||
-        !parts.every((t, i) =>
-          t === 'number' ? Number.isFinite(value[i + 1]) : typeof value[i + 1] === 'string',
-        )
-      ) {
-        throw new StoreFault('invalid', 'bad cursor');
-      }
-      return fromParts(value.slice(1) as Parameters<typeof fromParts>[0]);
-    },
+    encode: (key) => codec.encode(toParts(key)),
+    decode: (cursor) => fromParts(codec.decode(cursor) as Parameters<typeof fromParts>[0]),
   };
 }
 
