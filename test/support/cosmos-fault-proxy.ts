@@ -32,9 +32,9 @@ import { randomUUID } from 'node:crypto';
 import {
   Agent,
   createServer,
+  request as httpRequest,
   type IncomingHttpHeaders,
   type OutgoingHttpHeaders,
-  request as httpRequest,
   type Server,
   type ServerResponse,
 } from 'node:http';
@@ -51,6 +51,8 @@ export type Fault =
       beforeDrop?: (request: ProxiedRequest) => void | Promise<void>;
     }
   | { kind: 'drop' }
+  /** Forwarded; the server's status, headers and half its body sent, then the socket destroyed. */
+  | { kind: 'cutAfterApply' }
   | { kind: 'delay'; ms: number }
   | { kind: 'hang' };
 
@@ -64,7 +66,11 @@ export interface ProxiedRequest {
   /** The URL path (no query string), as sent. */
   path: string;
   headers: IncomingHttpHeaders;
-  /** True for a query (POST to `.../docs` with `x-ms-documentdb-isquery`). */
+  /**
+   * True for a query or a query-plan request: a POST to `.../docs` with
+   * `x-ms-documentdb-isquery` or a `application/query+json` body (a document create is
+   * the other POST to `.../docs`).
+   */
   isQuery: boolean;
   /** `performance.now()` when its headers arrived. */
   at: number;
@@ -144,17 +150,21 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 // Matchers
 // ---------------------------------------------------------------------------
 
-const escape = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+const escapeRegExp = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 /** `/dbs/<db>/colls/<coll>/docs[/<id>]`: `db` and `coll` default to any. */
 export function docsPath(db?: string, coll?: string): RegExp {
-  const d = db === undefined ? '[^/]+' : escape(db);
-  const c = coll === undefined ? '[^/]+' : escape(coll);
+  const d = db === undefined ? '[^/]+' : escapeRegExp(db);
+  const c = coll === undefined ? '[^/]+' : escapeRegExp(coll);
   return new RegExp(`^/dbs/${d}/colls/${c}/docs(/[^/]+)?/?$`);
 }
 
 /** Requests with one of `methods` (any if omitted) whose path matches `path` (any if omitted), queries or not as `query` says (either if omitted). */
-export function matching(spec: { methods?: string[]; path?: RegExp; query?: boolean }): RequestMatcher {
+export function matching(spec: {
+  methods?: string[];
+  path?: RegExp;
+  query?: boolean;
+}): RequestMatcher {
   return (r) =>
     (spec.methods === undefined || spec.methods.includes(r.method)) &&
     (spec.path === undefined || spec.path.test(r.path)) &&
@@ -171,7 +181,7 @@ export const documentReads = (db: string, coll?: string): RequestMatcher =>
 
 /** Every request to database `db` (its documents, collections, queries, the database itself). */
 export const databaseRequests = (db: string): RequestMatcher =>
-  matching({ path: new RegExp(`^/dbs/${escape(db)}(/|$)`) });
+  matching({ path: new RegExp(`^/dbs/${escapeRegExp(db)}(/|$)`) });
 
 // ---------------------------------------------------------------------------
 // The proxy
@@ -254,7 +264,9 @@ export async function startFaultyCosmos(): Promise<FaultyCosmos> {
       method: req.method ?? 'GET',
       path: (req.url ?? '/').split('?')[0] ?? '/',
       headers: req.headers,
-      isQuery: String(req.headers['x-ms-documentdb-isquery'] ?? '').toLowerCase() === 'true',
+      isQuery:
+        String(req.headers['x-ms-documentdb-isquery'] ?? '').toLowerCase() === 'true' ||
+        String(req.headers['content-type'] ?? '').startsWith('application/query+json'),
       at: performance.now(),
       wallAt: Date.now(),
       fault: null,
@@ -330,6 +342,15 @@ export async function startFaultyCosmos(): Promise<FaultyCosmos> {
         } finally {
           inFlight.delete(late);
         }
+        return;
+      }
+      case 'cutAfterApply': {
+        const a = await forward(record, url, body);
+        if (res.destroyed || res.socket?.destroyed) return;
+        res.writeHead(a.status, { ...copyHeaders(a.headers), 'content-length': a.body.length });
+        res.write(a.body.subarray(0, Math.floor(a.body.length / 2)), () => {
+          res.socket?.destroy();
+        });
         return;
       }
       case 'dropAfterApply': {

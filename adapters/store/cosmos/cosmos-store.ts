@@ -13,7 +13,8 @@
  * Errors leave through one `mapError`: 404 `NOT_FOUND`, 409 `ALREADY_EXISTS`, 412
  * `PRECONDITION_FAILED`, 413 `PAYLOAD_TOO_LARGE`, 429 `RATE_LIMITED` (after the SDK's
  * own retries, which wait the `x-ms-retry-after-ms` the server asks for, up to
- * `throttle.maxRetries` times and `throttle.maxWaitMs` in all), 400 `VALIDATION`,
+ * `throttle.maxRetries` times; the SDK stops retrying once its waits pass
+ * `throttle.maxWaitMs`, rounded up to whole seconds), 400 `VALIDATION`,
  * refused keys, timeouts, lost connections and 5xx `STORE_UNAVAILABLE`.
  *
  * Unknown outcomes. A write that times out or loses its connection may or may not have
@@ -166,6 +167,9 @@ const TRANSPORT_CODES = new Set([
   'ENETUNREACH',
   'TimeoutError',
   'UND_ERR_SOCKET',
+  // The HTTP client's code when the answer's body could not be read (the connection was
+  // lost mid-answer): the server may well have applied the request.
+  'PARSE_ERROR',
 ]);
 
 /** Statuses after which a write may or may not have been applied. */
@@ -1056,7 +1060,7 @@ export async function openCosmosStore(options: CosmosStoreOptions): Promise<Cosm
     userAgentSuffix: 'fleet',
   });
   try {
-    const { database: db } = await client.databases.createIfNotExists({ id: database });
+    const { database: db, resource } = await client.databases.createIfNotExists({ id: database });
     const sdk = {} as Record<ContainerKey, SdkContainer>;
     for (const [key, spec] of Object.entries(COSMOS_CONTAINERS) as [
       ContainerKey,
@@ -1065,6 +1069,9 @@ export async function openCosmosStore(options: CosmosStoreOptions): Promise<Cosm
       sdk[key] = await ensureContainer(db, spec);
     }
     const engine = new Engine(client, db, options.unknownOutcomeRetries ?? DEFAULT_UNKNOWN_RETRIES);
+    // The server's etag form, known before the first condition is sent (an etag may come
+    // from another process, not from a read of this store).
+    if (resource !== undefined) engine.saw(resource as Raw);
     return new CosmosDocumentStore(options.endpoint, database, engine, sdk);
   } catch (e) {
     client.dispose();
