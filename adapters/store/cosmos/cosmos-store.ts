@@ -869,12 +869,14 @@ class CosmosJobs extends CosmosContainer<JobDoc> implements JobsContainer {
 // ---------------------------------------------------------------------------
 
 class CosmosEvents extends CosmosContainer<EventDoc> implements EventsContainer {
-  append(doc: EventDoc): Promise<void> {
+  append(doc: EventDoc): Promise<boolean> {
     return this.engine.call('events.append', async () => {
       try {
         await this.create(doc);
+        return true;
       } catch (e) {
         if (!(e instanceof FleetError && e.code === 'ALREADY_EXISTS')) throw e;
+        return false;
       }
     });
   }
@@ -982,6 +984,10 @@ class CosmosDocumentStore implements CosmosStore {
   }
 }
 
+/** A composite index as text: its (path, order) pairs in index order. */
+const compositeKey = (ix: ReadonlyArray<{ path?: string; order?: string }>): string =>
+  ix.map((p) => `${p.path}:${p.order ?? 'ascending'}`).join(',');
+
 /** Creates the container if missing; refuses one with another partition key; adds missing composite indexes. */
 async function ensureContainer(db: Database, spec: CosmosContainerSpec): Promise<SdkContainer> {
   const policy = indexingPolicy(spec);
@@ -997,26 +1003,18 @@ async function ensureContainer(db: Database, spec: CosmosContainerSpec): Promise
       `container ${spec.name} exists with partition key ${paths.join(',')}; Fleet needs ${spec.partitionKeyPath}`,
     );
   }
-  const have = JSON.stringify(resource?.indexingPolicy?.compositeIndexes ?? []);
-  const missing = policy.compositeIndexes.some(
-    (ix) => !have.includes(JSON.stringify(ix).slice(1, -1)),
-  );
-  if (
-    resource !== undefined &&
-    missing &&
-    (resource.indexingPolicy?.compositeIndexes ?? []).length > 0
-  ) {
-    // An older Fleet created it with fewer composite indexes: add ours (kept: any others).
+  // Composite indexes compare as (path, order) lists: servers return the members in
+  // any order, and a needless replace re-indexes the container (and the test server
+  // empties a replaced container).
+  const existing = resource?.indexingPolicy?.compositeIndexes ?? [];
+  const have = new Set(existing.map(compositeKey));
+  const missing = policy.compositeIndexes.filter((ix) => !have.has(compositeKey(ix)));
+  if (resource !== undefined && missing.length > 0) {
+    // An older Fleet (or someone by hand) created it without some of ours: add them.
     await container.replace({
       ...resource,
       id: spec.name,
-      indexingPolicy: {
-        ...resource.indexingPolicy,
-        compositeIndexes: [
-          ...(resource.indexingPolicy?.compositeIndexes ?? []),
-          ...policy.compositeIndexes,
-        ],
-      },
+      indexingPolicy: { ...resource.indexingPolicy, compositeIndexes: [...existing, ...missing] },
     });
   }
   return container;
