@@ -1340,7 +1340,9 @@ export class Coordinator {
   async #carryOut(effect: OutboxEffect, job: Stored<JobDoc>): Promise<void> {
     switch (effect.kind) {
       case 'event': {
-        await this.store.events.append(effect.event);
+        // Report an event once: only the call that stored it (another process, or an
+        // earlier flush of this outbox, may have stored it already).
+        if (!(await this.store.events.append(effect.event))) return;
         this.projections.apply(effect.event);
         for (const listener of this.#listeners) {
           try {

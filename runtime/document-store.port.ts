@@ -106,8 +106,12 @@ export interface JobsContainer extends Container<JobDoc> {
 }
 
 export interface EventsContainer extends Container<EventDoc> {
-  /** Creates the event unless one with its id exists (then a no-op): idempotent append. */
-  append(doc: EventDoc): Promise<void>;
+  /**
+   * Creates the event unless one with its id exists (then a no-op): idempotent append.
+   * True when this call stored it, false when it was there already (so a process that
+   * carries out another's outbox does not report the event a second time).
+   */
+  append(doc: EventDoc): Promise<boolean>;
   /** The job's events with `seq > afterSeq`, in `seq` order. */
   list(jobId: string, q: { afterSeq?: number; limit: number }): Promise<EventDoc[]>;
 }

@@ -917,15 +917,21 @@ function describeOtherLists(store: () => DocumentStore): void {
     it('append is idempotent: an existing id is left as it is', async () => {
       const jobId = uid('job');
       const e1 = makeEvent({ jobId, seq: 1 });
-      await store().events.append(e1);
+      expect(await store().events.append(e1)).toBe(true);
       const first = await store().events.read(jobId, e1.id);
-      await store().events.append(e1);
-      await store().events.append({ ...e1, type: 'claimed', actor: 'someone-else' });
+      expect(await store().events.append(e1)).toBe(false);
+      expect(await store().events.append({ ...e1, type: 'claimed', actor: 'someone-else' })).toBe(
+        false,
+      );
       expect(await store().events.read(jobId, e1.id)).toEqual(first);
       const listed = await store().events.list(jobId, { limit: 10 });
       expect(listed.map(strip)).toEqual([e1]);
-      await Promise.all([store().events.append(e1), store().events.append(e1)]);
-      expect(await store().events.list(jobId, { limit: 10 })).toHaveLength(1);
+      const e2 = makeEvent({ jobId, seq: 2 });
+      // Two racing appends of one event: exactly one stores it.
+      expect(
+        (await Promise.all([store().events.append(e2), store().events.append(e2)])).sort(),
+      ).toEqual([false, true]);
+      expect(await store().events.list(jobId, { limit: 10 })).toHaveLength(2);
     });
 
     it('list returns the job’s events after afterSeq, in seq order, up to limit', async () => {

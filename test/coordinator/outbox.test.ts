@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { Coordinator } from '../../runtime/coordinator.js';
 import { rebuildAll } from '../../runtime/projections.js';
 import type { EventDoc } from '../../runtime/types.js';
 import { type FaultyStore, faulty } from '../support/faulty-store.js';
@@ -51,6 +52,29 @@ describe.each(STORES.map((s) => [s.name, s] as const))(
         'stage_changed',
       ]);
       expect((await h.store.jobs.read(h.product, job.id))?.outbox).toEqual([]);
+    });
+
+    it('an event is reported once: not again by a process that carries out the same outbox', async () => {
+      await open();
+      const job = await h.submit();
+      const other = new Coordinator({ store: h.store, clock: h.clock });
+      const heardHere: string[] = [];
+      const heardThere: string[] = [];
+      h.coord.subscribe((e) => heardHere.push(`${e.seq}:${e.type}`));
+      other.subscribe((e) => heardThere.push(`${e.seq}:${e.type}`));
+      // The claim's job write and its event land; emptying the outbox fails, so the
+      // event stays pending on the job for whoever reads it next.
+      store.failNext('jobs', 'replace', { skip: 1 });
+      await expect(h.coord.claimNextJob(h.product, { factoryId: 'A' })).rejects.toThrow(
+        /injected fault/,
+      );
+      expect((await h.store.jobs.read(h.product, job.id))?.outbox.length).toBeGreaterThan(0);
+      // The other process reads the stream: it flushes the pending outbox first.
+      const events = must(await other.listEvents(h.product, job.id, { limit: 10 })).items;
+      expect(events.map((e) => e.type)).toEqual(['submitted', 'claimed']);
+      expect(heardHere).toEqual(['2:claimed']);
+      expect(heardThere).toEqual([]);
+      await other.drain();
     });
 
     it('a crash before the run and lease writes is repaired by the sweep', async () => {

@@ -344,9 +344,9 @@ describe('Cosmos store faults: unknown outcomes of writes', () => {
     const e2 = makeEvent({ productId: product, jobId, seq: 2 });
 
     cosmos.proxy.inject(documentWrites(db, EVENTS), { kind: 'dropAfterApply' });
-    await expect(store.events.append(e1)).resolves.toBeUndefined();
+    await expect(store.events.append(e1)).resolves.toBe(true);
     cosmos.proxy.inject(documentWrites(db, EVENTS), { kind: 'drop' });
-    await expect(store.events.append(e2)).resolves.toBeUndefined();
+    await expect(store.events.append(e2)).resolves.toBe(true);
 
     const events: EventDoc[] = await direct.events.list(jobId, { limit: 10 });
     expect(events).toEqual([e1, e2]);

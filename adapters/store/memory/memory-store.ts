@@ -924,12 +924,14 @@ class MemoryEvents extends MemoryContainer<EventDoc, EventKey> implements Events
     this.#spec = spec;
   }
 
-  async append(doc: EventDoc): Promise<void> {
+  async append(doc: EventDoc): Promise<boolean> {
     try {
       const w = this.table.prepare(doc);
       await yieldTurn();
       this.table.assertOpen();
-      if (this.table.get(w.pk, w.id) === undefined) this.table.create(w);
+      if (this.table.get(w.pk, w.id) !== undefined) return false;
+      this.table.create(w);
+      return true;
     } catch (e) {
       throw mapError(e, 'events.append');
     }

@@ -1139,13 +1139,14 @@ class SqliteEvents extends SqliteContainer<EventDoc> implements EventsContainer 
       .pluck();
   }
 
-  async append(doc: EventDoc): Promise<void> {
+  async append(doc: EventDoc): Promise<boolean> {
     let where = '';
     try {
       const w = this.serialize(doc);
       where = ` ${w.pk}/${w.id}`;
       const seq = requireNumber(w.doc.seq, 'event.seq');
-      this.engine.write(() => this.#append.run(w.pk, w.id, w.etag, seq, w.json));
+      const result = this.engine.write(() => this.#append.run(w.pk, w.id, w.etag, seq, w.json));
+      return result.changes > 0;
     } catch (e) {
       throw mapError(e, `events.append${where}`);
     }
