@@ -7,6 +7,12 @@
  * Benchmarks print ratios against DESIGN.md's goals; nothing here asserts on timings.
  */
 import { claimOptionsFromArgs, claimTable, ratioLines, runClaimBench } from './claim.bench.js';
+import {
+  cosmosOptionsFromArgs,
+  cosmosSummary,
+  cosmosTable,
+  runCosmosBench,
+} from './cosmos.bench.js';
 import { BULLMQ_RATE, E2E_GOAL, runE2eBench } from './e2e.bench.js';
 import { httpOptionsFromArgs, httpSummary, runHttpBench } from './http.bench.js';
 import { runSqliteBench, sqliteOptionsFromArgs, sqliteSummary } from './sqlite.bench.js';
@@ -28,6 +34,8 @@ export async function runAll(args: string[]): Promise<void> {
   say();
   const http = await runHttpBench(httpOptionsFromArgs(args));
   say();
+  const cosmos = await runCosmosBench(cosmosOptionsFromArgs(args));
+  say();
   say('== summary ==');
   say(claimTable(claims));
   say();
@@ -42,6 +50,10 @@ export async function runAll(args: string[]): Promise<void> {
   for (const line of sqliteSummary(sqlite, sqliteOptions.sizes ?? [1_000, 100_000, 1_000_000]))
     say(line);
   for (const line of httpSummary(http)) say(line);
+  say();
+  say(cosmosTable(cosmos));
+  say();
+  for (const line of cosmosSummary(cosmos)) say(line);
   say(`total bench time ${((performance.now() - started) / 1000).toFixed(0)} s`);
 }
 
