@@ -103,6 +103,10 @@ export interface SweepReport {
 
 type Listener = (event: EventDoc) => void;
 
+/** True when the job's open run was opened by the job's latest write (a claim). */
+const opened = (job: JobDoc): boolean =>
+  job.run !== null && job.run.startedAt === job.updatedAt && job.run.attempt === job.attempt;
+
 const ACTIVE = new Set<Stage>(ACTIVE_STAGES);
 /** The machine event of each worker move but `failed` (which carries retry facts). */
 const MOVE_EVENT = {
@@ -1354,9 +1358,15 @@ export class Coordinator {
         return;
       }
       case 'run':
-        return this.#putNewer(this.store.runs, effect.run, effect.run.jobId);
+        return this.#putNewer(this.store.runs, effect.run, effect.run.jobId, opened(job));
       case 'lease':
-        return this.#putNewer(this.store.leases, effect.lease, effect.lease.jobId);
+        // The lease document of a job's first claim is (almost always) new too.
+        return this.#putNewer(
+          this.store.leases,
+          effect.lease,
+          effect.lease.jobId,
+          opened(job) && job.attempt === 1,
+        );
       case 'artifact':
         try {
           await this.store.artifacts.create(effect.artifact);
@@ -1372,7 +1382,11 @@ export class Coordinator {
     }
   }
 
-  /** Writes a derived document unless the store already has the same or a newer `rev`. */
+  /**
+   * Writes a derived document unless the store already has the same or a newer `rev`.
+   * `likelyNew`: try `create` before reading (one store call instead of two when the
+   * document does not exist yet); if it does exist, the read-and-compare path decides.
+   */
   async #putNewer<T extends { id: string; rev: number }>(
     container: {
       read(pk: string, id: string): Promise<Stored<T> | null>;
@@ -1381,7 +1395,16 @@ export class Coordinator {
     },
     doc: T,
     partitionKey: string,
+    likelyNew = false,
   ): Promise<void> {
+    if (likelyNew) {
+      try {
+        await container.create(doc);
+        return;
+      } catch (e) {
+        if (!isFleetError(e, 'ALREADY_EXISTS')) throw e;
+      }
+    }
     for (let i = 0; i < MAX_CONFLICTS; i++) {
       const cur = await container.read(partitionKey, doc.id);
       try {
