@@ -120,6 +120,8 @@ export class JobDraft {
   #outcome: RunOutcome = {};
   #leaseEndedBy: 'expired' | 'released' = 'released';
   #changed = false;
+  /** Renewals of the lease as read (the lease mirror is rewritten when they change). */
+  readonly #renewalsBefore: number;
 
   constructor(
     before: Stored<JobDoc>,
@@ -134,6 +136,7 @@ export class JobDraft {
     const { _etag: _ignored, ...doc } = before;
     this.doc = { ...doc, outbox: [], rev: before.rev + 1 };
     this.#snapshot = restoreSnapshot(before, machine);
+    this.#renewalsBefore = this.#snapshot.context.renewals;
   }
 
   /** A brand-new job: `doc` must carry the initial snapshot. */
@@ -288,7 +291,8 @@ export class JobDraft {
       b.rev >= 0 &&
       (b.holderFactoryId !== doc.holderFactoryId ||
         b.leaseExpiresAt !== doc.leaseExpiresAt ||
-        b.leaseEpoch !== doc.leaseEpoch)
+        b.leaseEpoch !== doc.leaseEpoch ||
+        this.#renewalsBefore !== this.context.renewals)
     ) {
       this.effects.push({ kind: 'lease', lease: this.#leaseDoc() });
     }
