@@ -31,17 +31,7 @@ export function heapUsedMb(): number {
   return process.memoryUsage().heapUsed / 1e6;
 }
 
-/** A deterministic random source in [0, 1) (mulberry32). */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { seededRandom } from '../../test/support/random.js';
 
 /** `1234567` → `1,234,567` (rounded). */
 export const int = (n: number): string => Math.round(n).toLocaleString('en-US');

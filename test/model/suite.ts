@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { openSqliteStore } from '../../adapters/store/sqlite/index.js';
 import { STORES, type StoreFactory } from '../support/stores.js';
-import { formatViolation, pairId, type RunOptions, runPaths, type Violation } from './check.js';
+import { formatViolation, pairId, type RunOptions, runPaths } from './check.js';
 import { makePlan, sampleOf } from './plan.js';
 
 /** Stores the whole plan runs on; any other store (Cosmos DB) runs the sample. */

@@ -9,7 +9,7 @@
  */
 import { parseArgs } from 'node:util';
 import { addStats, formatSchedule, runSeed, traceSchedule } from './property.js';
-import type { SimStats, StoreKind } from './simulator.js';
+import { newStats, type SimStats, type StoreKind } from './simulator.js';
 
 const { values } = parseArgs({
   options: {
@@ -49,27 +49,7 @@ const seeds: number[] =
       );
 const options = { store, steps, unknownAppendOutcomes: values['unknown-append-outcomes'] };
 
-const total: SimStats = {
-  steps: 0,
-  ops: {},
-  faultsArmed: 0,
-  faultsFired: {},
-  crashes: 0,
-  restarts: 0,
-  lateLanded: 0,
-  grants: 0,
-  zombieWritesFenced: 0,
-  resumedZombiesFenced: 0,
-  rejectedNoops: 0,
-  invariantChecks: 0,
-  assertions: 0,
-  jobs: 0,
-  shipped: 0,
-  deadLetter: 0,
-  livenessRounds: 0,
-  results: {},
-  deadReasons: {},
-};
+const total: SimStats = newStats();
 
 console.log(
   `fleet simulator: ${seeds.length} seed(s) from ${seeds[0]}, store ${store}, ${steps} steps per schedule${options.unknownAppendOutcomes ? ', with unknown-outcome event appends' : ''}`,

@@ -232,7 +232,7 @@ const codeOf = (r: Result<unknown> | undefined): string =>
 const describeErr = (e: unknown): string =>
   e instanceof Error ? `${e.name}: ${e.message}` : String(e);
 
-function newStats(): SimStats {
+export function newStats(): SimStats {
   return {
     steps: 0,
     ops: {},

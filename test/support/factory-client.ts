@@ -63,17 +63,7 @@ export class FleetHttp {
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** A small seeded PRNG (mulberry32): the same seed, the same plan. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { seededRandom } from './random.js';
 
 /** The worker moves of one attempt, in order. */
 export const MOVES = ['building', 'review', 'testing', 'shipped'] as const;

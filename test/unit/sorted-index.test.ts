@@ -5,18 +5,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { compareStrings, compareTuples, SortedIndex } from '../../adapters/store/memory/index.js';
-
-/** A small deterministic PRNG (mulberry32): same seed, same sequence. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom as prng } from '../support/random.js';
 
 const byNumber = (a: number, b: number): number => a - b;
 
