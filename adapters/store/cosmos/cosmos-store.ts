@@ -363,22 +363,18 @@ class Engine {
     readonly client: CosmosClient,
     readonly db: Database,
     readonly unknownRetries: number,
+    /**
+     * The server sends bare (unquoted) etags (the test server does; accounts quote
+     * them): conditions are then sent bare too. Learned once, at open.
+     */
+    readonly bareEtags: boolean,
   ) {}
-
-  /** True once the server has sent a bare (unquoted) etag: conditions are sent bare too. */
-  bareEtags = false;
 
   /** The etag to send in a condition, in the server's own form. */
   serverEtag(etag: string): string {
     return this.bareEtags && etag.length >= 2 && etag.startsWith('"') && etag.endsWith('"')
       ? etag.slice(1, -1)
       : etag;
-  }
-
-  /** Notes the form of an etag the server sent. */
-  saw(raw: Raw): Raw {
-    if (raw._etag !== undefined && !raw._etag.startsWith('"')) this.bareEtags = true;
-    return raw;
   }
 
   assertOpen(): void {
@@ -441,9 +437,7 @@ class CosmosContainer<T extends { id: string }> implements Container<T> {
   async #readRaw(partitionKey: string, id: string): Promise<Raw | null> {
     this.engine.stats.reads++;
     const res = await this.sdk.item(encodeId(id), partitionKey).read<Raw>();
-    return res.statusCode === 404 || res.resource === undefined
-      ? null
-      : this.engine.saw(res.resource);
+    return res.statusCode === 404 || res.resource === undefined ? null : res.resource;
   }
 
   /**
@@ -499,7 +493,7 @@ class CosmosContainer<T extends { id: string }> implements Container<T> {
       const raw = await this.write(
         async () => {
           const res = await this.sdk.items.create<Raw>(body as Raw);
-          return res.resource === undefined ? null : this.engine.saw(res.resource);
+          return res.resource ?? null;
         },
         async () => {
           const now = await this.#readRaw(pk, decodeId(body.id as string));
@@ -539,7 +533,7 @@ class CosmosContainer<T extends { id: string }> implements Container<T> {
           const res = await this.sdk.item(id, pk).replace<Raw>(body as Raw, {
             accessCondition: { type: 'IfMatch', condition: this.engine.serverEtag(etag) },
           });
-          return res.resource === undefined ? null : this.engine.saw(res.resource);
+          return res.resource ?? null;
         },
         async () => {
           const now = await this.#readRaw(pk, decodeId(id));
@@ -597,10 +591,7 @@ class CosmosContainer<T extends { id: string }> implements Container<T> {
       { query, parameters },
       partitionKey === undefined ? {} : { partitionKey },
     );
-    const rows = (await iterator.fetchAll()).resources;
-    for (const r of rows)
-      if (typeof r === 'object' && r !== null) this.engine.saw(r as unknown as Raw);
-    return rows;
+    return (await iterator.fetchAll()).resources;
   }
 
   /**
@@ -1066,10 +1057,15 @@ export async function openCosmosStore(options: CosmosStoreOptions): Promise<Cosm
     ][]) {
       sdk[key] = await ensureContainer(db, spec);
     }
-    const engine = new Engine(client, db, options.unknownOutcomeRetries ?? DEFAULT_UNKNOWN_RETRIES);
     // The server's etag form, known before the first condition is sent (an etag may come
     // from another process, not from a read of this store).
-    if (resource !== undefined) engine.saw(resource as Raw);
+    const bare = resource?._etag !== undefined && !resource._etag.startsWith('"');
+    const engine = new Engine(
+      client,
+      db,
+      options.unknownOutcomeRetries ?? DEFAULT_UNKNOWN_RETRIES,
+      bare,
+    );
     return new CosmosDocumentStore(options.endpoint, database, engine, sdk);
   } catch (e) {
     client.dispose();
