@@ -62,7 +62,6 @@
  */
 import { type ChildProcess, fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -82,7 +81,7 @@ import {
 import { checkAgainstSubmit } from './support/job-docs.js';
 import { isMain } from './support/main.js';
 import { profileDir } from './support/profile.js';
-import { int, say, table } from './support/report.js';
+import { type CpuSample, cpuSample, int, othersShare, say, table } from './support/report.js';
 import { JobFeed, ONE_SET } from './support/workload.js';
 
 const PRODUCT = 'bench';
@@ -326,40 +325,6 @@ async function startServer(place: 'child' | 'parent'): Promise<ServerHandle> {
 // ---------------------------------------------------------------------------------------
 // CPU readings (Linux /proc; null elsewhere)
 
-interface Ticks {
-  /** utime + stime of this process and the watched ones. */
-  own: number;
-  /** Every CPU's ticks since boot, and those not idle. */
-  total: number;
-  busy: number;
-}
-
-function processTicks(pid: number | 'self'): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  // After "pid (comm) ": state is field 3, utime field 14, stime field 15.
-  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return Number(rest[11]) + Number(rest[12]);
-}
-
-function readTicks(pids: readonly number[]): Ticks | null {
-  try {
-    const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0] ?? '';
-    const f = line.trim().split(/\s+/).slice(1, 9).map(Number);
-    const total = f.reduce((a, b) => a + b, 0);
-    const busy = total - (f[3] ?? 0) - (f[4] ?? 0);
-    const own = (['self', ...pids] as const).reduce<number>((sum, p) => sum + processTicks(p), 0);
-    return [total, busy, own].every(Number.isFinite) ? { own, total, busy } : null;
-  } catch {
-    return null;
-  }
-}
-
-/** Share of the whole machine used by processes other than the bench's own (0..1). */
-function othersShare(a: Ticks | null, b: Ticks | null): number | null {
-  if (a === null || b === null || b.total <= a.total) return null;
-  return Math.max(0, (b.busy - a.busy - (b.own - a.own)) / (b.total - a.total));
-}
-
 // ---------------------------------------------------------------------------------------
 // Measurements
 
@@ -444,9 +409,9 @@ async function measure(
   await seed();
   await Promise.all(used.map((c, i) => c.ask({ type: 'prepare', task: tasks[i]! }, 'prepared')));
   const pids = [...clients.map((c) => c.pid), ...(server.pid === null ? [] : [server.pid])];
-  const serverMarks: Array<{ at: number; counters: ServerCounters; ticks: Ticks | null }> = [];
+  const serverMarks: Array<{ at: number; counters: ServerCounters; ticks: CpuSample | null }> = [];
   const markServer = async () => {
-    const ticks = readTicks(pids);
+    const ticks = cpuSample(['self', ...pids]);
     const counters = await server.counters();
     serverMarks.push({ at: wallNow(), counters, ticks });
   };

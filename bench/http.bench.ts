@@ -30,7 +30,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { setMaxListeners } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -39,7 +39,7 @@ import { parseArgs } from 'node:util';
 import { type Dispatcher, Pool } from 'undici';
 import { openSqliteStore } from '../adapters/store/sqlite/index.js';
 import { isMain } from './support/main.js';
-import { int, say, settle } from './support/report.js';
+import { coreShare, cpuSample, int, othersShare, say, settle } from './support/report.js';
 import { JobFeed, ONE_SET } from './support/workload.js';
 
 const PRODUCT = 'bench';
@@ -100,48 +100,6 @@ export interface HttpBenchResult {
 
 // ---------------------------------------------------------------------------------------
 // CPU readings (Linux /proc; null elsewhere)
-
-interface CpuReading {
-  /** utime + stime of each watched process, in ticks. */
-  own: number[];
-  /** All CPUs' ticks since boot (from /proc/stat), and those not idle. */
-  total: number;
-  busy: number;
-}
-
-function processTicks(pid: number | 'self'): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  // After "pid (comm) ": state is field 3, utime field 14, stime field 15.
-  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return Number(rest[11]) + Number(rest[12]);
-}
-
-function readCpu(pids: readonly (number | 'self')[]): CpuReading | null {
-  try {
-    const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0] ?? '';
-    const fields = line.trim().split(/\s+/).slice(1, 9).map(Number);
-    const total = fields.reduce((a, b) => a + b, 0);
-    const busy = total - (fields[3] ?? 0) - (fields[4] ?? 0);
-    const own = pids.map(processTicks);
-    return [total, busy, ...own].every(Number.isFinite) ? { own, total, busy } : null;
-  } catch {
-    return null;
-  }
-}
-
-/** Share of one core that process `i` used between two readings. */
-function coreShare(a: CpuReading | null, b: CpuReading | null, i: number): number | null {
-  if (a === null || b === null || b.total <= a.total) return null;
-  const wallTicks = (b.total - a.total) / cpus().length;
-  return (b.own[i]! - a.own[i]!) / wallTicks;
-}
-
-/** Share of the whole machine used by processes other than the watched ones. */
-function othersShare(a: CpuReading | null, b: CpuReading | null): number | null {
-  if (a === null || b === null || b.total <= a.total) return null;
-  const own = b.own.reduce((sum, t, i) => sum + t - a.own[i]!, 0);
-  return Math.max(0, (b.busy - a.busy - own) / (b.total - a.total));
-}
 
 // ---------------------------------------------------------------------------------------
 // Child servers
@@ -290,7 +248,7 @@ async function drive(
   const statuses: Record<number, number> = {};
   let firstError: string | null = null;
   let issued = 0;
-  const cpuBefore = readCpu(['self', serverPid]);
+  const cpuBefore = cpuSample(['self', serverPid]);
   const started = performance.now();
   await Promise.all(
     Array.from({ length: connections }, async (_, client) => {
@@ -311,7 +269,7 @@ async function drive(
     }),
   );
   const seconds = (performance.now() - started) / 1000;
-  const cpuAfter = readCpu(['self', serverPid]);
+  const cpuAfter = cpuSample(['self', serverPid]);
   latencies.sort();
   const at = (q: number): number =>
     latencies[Math.min(total - 1, Math.max(0, Math.ceil(q * total) - 1))]!;

@@ -4,6 +4,7 @@
  * Benchmarks print; they never assert on timings.
  */
 import { readFileSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { constants, type PerformanceEntry, PerformanceObserver } from 'node:perf_hooks';
 
 /** Runs a full GC when node was started with `--expose-gc`; returns whether it could. */
@@ -123,34 +124,54 @@ export class GcMeter {
   }
 }
 
-/** CPU time of the whole machine and of this process, in clock ticks (Linux `/proc`). */
+/**
+ * CPU time of the whole machine and of watched processes, in clock ticks (Linux `/proc`):
+ * `own` is their sum, `each` per process in the order asked.
+ */
 export interface CpuSample {
   busy: number;
   total: number;
   own: number;
+  each: number[];
 }
 
-/** A reading of `/proc/stat` and `/proc/self/stat`, or null where there is no `/proc`. */
-export function cpuSample(): CpuSample | null {
+/** utime + stime of one process, in ticks. */
+function processTicks(pid: number | 'self'): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // After "pid (comm) ": state is field 3, utime field 14, stime field 15.
+  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return Number(rest[11]) + Number(rest[12]);
+}
+
+/**
+ * A reading of `/proc/stat` and of the watched processes (this one by default), or null
+ * where there is no `/proc`.
+ */
+export function cpuSample(pids: readonly (number | 'self')[] = ['self']): CpuSample | null {
   try {
     const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0] ?? '';
     // cpu user nice system idle iowait irq softirq steal ...
     const f = line.trim().split(/\s+/).slice(1, 9).map(Number);
     const total = f.reduce((a, b) => a + b, 0);
     const idle = (f[3] ?? 0) + (f[4] ?? 0);
-    const self = readFileSync('/proc/self/stat', 'utf8');
-    // After "pid (comm) ": state is field 3, utime field 14, stime field 15.
-    const rest = self.slice(self.lastIndexOf(')') + 2).split(' ');
-    const own = Number(rest[11]) + Number(rest[12]);
+    const each = pids.map(processTicks);
+    const own = each.reduce((a, b) => a + b, 0);
     if (![total, idle, own].every(Number.isFinite)) return null;
-    return { busy: total - idle, total, own };
+    return { busy: total - idle, total, own, each };
   } catch {
     return null;
   }
 }
 
+/** Share of one core that watched process `i` used between two samples. */
+export function coreShare(a: CpuSample | null, b: CpuSample | null, i: number): number | null {
+  if (a === null || b === null || b.total <= a.total) return null;
+  const wallTicks = (b.total - a.total) / cpus().length;
+  return ((b.each[i] ?? 0) - (a.each[i] ?? 0)) / wallTicks;
+}
+
 /**
- * Share of the machine's CPU capacity (all cores) that *other* processes used between
+ * Share of the machine's CPU capacity (all cores) that processes other than the watched ones used between
  * two samples: a noisy-neighbour indicator. Null when unknown.
  */
 export function othersShare(a: CpuSample | null, b: CpuSample | null): number | null {
