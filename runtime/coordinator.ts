@@ -23,7 +23,7 @@ import { exceededBudget, ZERO_USAGE } from './budget.js';
 import { contentHash, jobIdFor } from './canonical.js';
 import { type Clock, iso, ms, systemClock } from './clock.js';
 import { type DepsStatus, evaluateDeps, findCycle } from './deps.js';
-import type { DocumentStore, Stored } from './document-store.port.js';
+import type { DocumentStore, PageRequest, Stored } from './document-store.port.js';
 import { FleetError, fail, isFleetError, ok, type Result } from './errors.js';
 import { JobDraft, persistSnapshot } from './job-draft.js';
 import { Mailboxes } from './mailbox.js';
@@ -1207,11 +1207,7 @@ export class Coordinator {
     jobId: string,
     q: { limit?: number; cursor?: string | null } = {},
   ): Promise<Result<Page<Stored<RunDoc>>>> {
-    const job = await this.#settled(productId, jobId);
-    if (!job) return fail('NOT_FOUND', `no job ${jobId}`);
-    return this.#guardRead(() =>
-      this.store.runs.list(jobId, { limit: q.limit ?? 50, cursor: q.cursor ?? null }),
-    );
+    return this.#pageOfJob(productId, jobId, q, this.store.runs);
   }
 
   /** The job's artifact pointers. */
@@ -1220,10 +1216,20 @@ export class Coordinator {
     jobId: string,
     q: { limit?: number; cursor?: string | null } = {},
   ): Promise<Result<Page<Stored<ArtifactDoc>>>> {
+    return this.#pageOfJob(productId, jobId, q, this.store.artifacts);
+  }
+
+  /** A page of a job-partitioned list (runs, artifacts), once the job's outbox is settled. */
+  async #pageOfJob<T>(
+    productId: string,
+    jobId: string,
+    q: { limit?: number; cursor?: string | null },
+    container: { list(jobId: string, q: PageRequest): Promise<Page<T>> },
+  ): Promise<Result<Page<T>>> {
     const job = await this.#settled(productId, jobId);
     if (!job) return fail('NOT_FOUND', `no job ${jobId}`);
     return this.#guardRead(() =>
-      this.store.artifacts.list(jobId, { limit: q.limit ?? 50, cursor: q.cursor ?? null }),
+      container.list(jobId, { limit: q.limit ?? 50, cursor: q.cursor ?? null }),
     );
   }
 
