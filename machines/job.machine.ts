@@ -15,7 +15,7 @@
  * class retryable?) arrive as event fields computed by the runtime.
  *
  * Fencing lives in the guards: a worker event (BUILD, REVIEW, TEST, SHIP, FAIL, RENEW,
- * RELEASE, RECORD) is accepted only when its `leaseEpoch` equals the context's and its
+ * RELEASE, RECORD, GIVE_BACK) is accepted only when its `leaseEpoch` equals the context's and its
  * `factoryId` is the holder. Every end of a lease (ship, fail, release, expiry, cancel,
  * budget, dependency failure) increments `leaseEpoch`, as does every claim, so a zombie
  * holder is rejected forever after.
@@ -96,6 +96,13 @@ export type JobMachineEvent =
   | ({ type: 'RENEW'; expiresAt: number } & WorkerFields)
   | ({ type: 'RELEASE'; depsMet: boolean } & WorkerFields)
   | ({ type: 'RECORD' } & WorkerFields)
+  /**
+   * A claim handed back at once, as if it had not happened (a factory found over its
+   * seat limit because two processes granted its last seat together): no attempt is
+   * counted and the wall clock is as before the claim (`firstClaimedAt`, the value the
+   * claim found).
+   */
+  | ({ type: 'GIVE_BACK'; firstClaimedAt: number | null } & WorkerFields)
   | { type: 'LEASE_EXPIRED'; now: number; depsMet: boolean }
   | { type: 'RETRY_DUE'; now: number; depsMet: boolean }
   | { type: 'SUPERSEDE'; depsMet: boolean; maxRetries: number }
@@ -116,6 +123,7 @@ export const WORKER_EVENT_TYPES = [
   'RENEW',
   'RELEASE',
   'RECORD',
+  'GIVE_BACK',
 ] as const satisfies readonly JobMachineEventType[];
 
 /** Every event type the machine knows (the model-based tests cover each). */
@@ -209,6 +217,11 @@ export const jobMachineSetup = setup({
     supersede: assign(({ context, event }) =>
       event.type === 'SUPERSEDE'
         ? { revision: context.revision + 1, maxRetries: event.maxRetries }
+        : {},
+    ),
+    undoClaim: assign(({ context, event }) =>
+      event.type === 'GIVE_BACK'
+        ? { attempt: Math.max(0, context.attempt - 1), firstClaimedAt: event.firstClaimedAt }
         : {},
     ),
     resetAttempts: assign({
@@ -343,6 +356,11 @@ export const jobMachine = jobMachineSetup.createMachine({
     assigned: {
       on: {
         BUILD: { guard: 'isHolder', target: 'building', actions: 'touch' },
+        GIVE_BACK: {
+          guard: 'isHolder',
+          target: 'queued',
+          actions: ['endLease', 'undoClaim', closeRun('released')],
+        },
         ...activeStageHandlers,
       },
     },
@@ -360,15 +378,14 @@ export const jobMachine = jobMachineSetup.createMachine({
       },
     },
     testing: {
-      // Soft dependents may start once a dep reaches testing.
+      // Soft dependents may start once a dep reaches testing, and must wait again when
+      // it leaves testing by any way but shipping (back to building, failed, released,
+      // reaped, ...): both ends notify them.
       entry: 'notifyDependents',
+      exit: 'notifyDependents',
       on: {
         SHIP: { guard: 'isHolder', target: 'shipped', actions: ['endLease', closeRun('shipped')] },
-        BUILD: {
-          guard: 'isHolder',
-          target: 'building',
-          actions: ['touch', 'notifyDependents'],
-        },
+        BUILD: { guard: 'isHolder', target: 'building', actions: 'touch' },
         ...activeStageHandlers,
       },
     },

@@ -5,7 +5,20 @@ import type { Budget, Usage } from './types.js';
 
 const DURATION = /^P(?!$)(?:(\d+)D)?(?:T(?=\d)(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$/;
 
-/** ISO-8601 duration (days, hours, minutes, seconds) → ms; throws RangeError if malformed. */
+/** Longest wall budget a job may ask for: 365 days, in ms. */
+export const MAX_WALL_MS = 365 * 86_400_000;
+
+/**
+ * The latest instant Fleet ever computes: 9999-12-31T23:59:59.999Z. Deadlines derived
+ * from stored values are clamped to it, so a document written before the schema bounded
+ * its durations (or edited by hand) still yields a valid date instead of throwing.
+ */
+export const MAX_TIME_MS = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
+
+/**
+ * ISO-8601 duration (days, hours, minutes, seconds) → ms; throws RangeError if
+ * malformed. A duration too long to represent comes back as `Infinity`.
+ */
 export function durationMs(iso: string): number {
   const m = DURATION.exec(iso);
   if (!m) throw new RangeError(`not an ISO-8601 duration: ${iso}`);
@@ -31,6 +44,18 @@ export const ZERO_USAGE: Usage = {
   linesDeleted: 0,
 };
 
+/**
+ * True when `total` is a usage every field of which is exact and finite: counters at
+ * most `Number.MAX_SAFE_INTEGER`, cost at most `maxCost`.
+ */
+export function usageIsRepresentable(total: Usage, maxCost: number): boolean {
+  for (const [field, value] of Object.entries(total)) {
+    const limit = field === 'costUsd' ? maxCost : Number.MAX_SAFE_INTEGER;
+    if (!Number.isFinite(value) || value > limit) return false;
+  }
+  return true;
+}
+
 /** `a + b`, field by field. */
 export function addUsage(a: Usage, b: Partial<Usage>): Usage {
   return {
@@ -46,10 +71,20 @@ export function addUsage(a: Usage, b: Partial<Usage>): Usage {
   };
 }
 
-/** The wall deadline (ms) of a job first claimed at `firstClaimedAt`, or null. */
+/**
+ * The wall deadline (ms) of a job first claimed at `firstClaimedAt`, or null; never
+ * later than {@link MAX_TIME_MS}, whatever the stored budget says.
+ */
 export function wallDeadline(budget: Budget | null, firstClaimedAt: number | null): number | null {
   if (!budget?.wall || firstClaimedAt === null) return null;
-  return firstClaimedAt + durationMs(budget.wall);
+  let wall: number;
+  try {
+    wall = durationMs(budget.wall);
+  } catch {
+    return null; // not a duration (never written by Fleet): no deadline to enforce
+  }
+  const deadline = firstClaimedAt + wall;
+  return Number.isFinite(deadline) ? Math.min(deadline, MAX_TIME_MS) : MAX_TIME_MS;
 }
 
 /**

@@ -5,14 +5,52 @@
  */
 import { createHash } from 'node:crypto';
 
-/** Canonical JSON text of a JSON-compatible value (`undefined` members are dropped). */
+/** One open array or object of the walk: what is left to write, and how to close it. */
+interface Frame {
+  readonly items: ReadonlyArray<readonly [string | null, unknown]>;
+  i: number;
+  readonly close: string;
+}
+
+/**
+ * Canonical JSON text of a JSON-compatible value (`undefined` members are dropped;
+ * `undefined` array items are written as `null`, like `JSON.stringify`). Iterative: a
+ * value nested however deep costs heap, never stack.
+ */
 export function canonicalJson(value: unknown): string {
-  if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
-  if (Array.isArray(value)) return `[${value.map((v) => canonicalJson(v ?? null)).join(',')}]`;
-  const entries = Object.entries(value as Record<string, unknown>)
-    .filter(([, v]) => v !== undefined)
-    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+  const out: string[] = [];
+  const stack: Frame[] = [];
+  const open = (v: unknown): void => {
+    if (v === null || typeof v !== 'object') {
+      out.push(JSON.stringify(v) ?? 'null');
+      return;
+    }
+    if (Array.isArray(v)) {
+      out.push('[');
+      stack.push({ items: v.map((x) => [null, x ?? null] as const), i: 0, close: ']' });
+      return;
+    }
+    const entries = Object.entries(v as Record<string, unknown>)
+      .filter(([, x]) => x !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    out.push('{');
+    stack.push({ items: entries, i: 0, close: '}' });
+  };
+  open(value);
+  while (stack.length > 0) {
+    const frame = stack[stack.length - 1]!;
+    if (frame.i === frame.items.length) {
+      out.push(frame.close);
+      stack.pop();
+      continue;
+    }
+    const [key, item] = frame.items[frame.i]!;
+    if (frame.i > 0) out.push(',');
+    frame.i++;
+    if (key !== null) out.push(`${JSON.stringify(key)}:`);
+    open(item);
+  }
+  return out.join('');
 }
 
 /** sha256 (hex) of the canonical JSON of `value`. */

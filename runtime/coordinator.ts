@@ -16,14 +16,28 @@
  *
  * In one process, every mutation of a product goes through that product's mailbox, so
  * claims of one product do not race each other; across processes, etags decide.
+ *
+ * Events are reported (to `subscribe` listeners and live projections) exactly once, and
+ * only once durable: by the process whose append stored them (each stored event names
+ * its writer, so a process that finds an event already stored can tell whether its own
+ * earlier append, whose answer it never got, put it there), after the store's commit of
+ * that append succeeded (`sync(mark)`). An append whose outcome is unknown is settled
+ * later by reading the event back (the sweep does it).
+ *
+ * One bad job never stops the others: every per-job step of a sweep and of a dependents
+ * cascade is isolated (an error is logged with the job's id, counted, and the loop goes
+ * on; only an unavailable store ends it). Long loops yield to the event loop (see
+ * `yielder.ts`), and dependency checks read index columns (`JobLink`s), never a dep's
+ * document.
  */
+import { randomBytes } from 'node:crypto';
 import { type AnyStateMachine, initialTransition } from 'xstate';
 import { JOB_MACHINE_VERSION, type JobMachineEventType, jobMachine } from '../machines/index.js';
-import { exceededBudget, ZERO_USAGE } from './budget.js';
+import { addUsage, exceededBudget, usageIsRepresentable, ZERO_USAGE } from './budget.js';
 import { contentHash, jobIdFor } from './canonical.js';
 import { type Clock, iso, ms, systemClock } from './clock.js';
 import { type DepsStatus, evaluateDeps, findCycle } from './deps.js';
-import type { DocumentStore, PageRequest, Stored } from './document-store.port.js';
+import type { DocumentStore, JobLink, PageRequest, Stored } from './document-store.port.js';
 import { FleetError, fail, isFleetError, ok, type Result } from './errors.js';
 import { JobDraft, persistSnapshot } from './job-draft.js';
 import { Mailboxes } from './mailbox.js';
@@ -52,6 +66,7 @@ import {
   type SubmitOutcome,
   type SubmitRequest,
 } from './types.js';
+import { Yielder } from './yielder.js';
 
 /** A narrow logger (pino-compatible). */
 export interface Logger {
@@ -84,6 +99,14 @@ export interface CoordinatorOptions {
    * @defaultValue 1
    */
   claimSpread?: number;
+  /**
+   * Maintain `projections` (timelines, insight totals, stage counts) live from the events
+   * this process reports. Off by default: they hold every job the process ever touched,
+   * and nothing in the server reads them; tests, the simulator and hosts that read them
+   * turn them on.
+   * @defaultValue false
+   */
+  liveProjections?: boolean;
   logger?: Logger;
 }
 
@@ -99,7 +122,18 @@ export interface SweepReport {
   budgetExceeded: number;
   repaired: number;
   unblocked: number;
+  /** Jobs whose step failed (logged with their id and skipped; the sweep went on). */
+  failedJobs: number;
 }
+
+const emptyReport = (): SweepReport => ({
+  reaped: 0,
+  retried: 0,
+  budgetExceeded: 0,
+  repaired: 0,
+  unblocked: 0,
+  failedJobs: 0,
+});
 
 type Listener = (event: EventDoc) => void;
 
@@ -124,6 +158,48 @@ const CLAIM_CANDIDATES = 8;
 const MAX_CANDIDATES = 256;
 /** Due jobs fetched per sweep batch. */
 const SWEEP_BATCH = 256;
+/** Jobs with a pending outbox repaired per sweep, at most. */
+const OUTBOX_REPAIRS_PER_SWEEP = 1024;
+/**
+ * Blocked jobs re-checked per sweep, at most. Dependents are re-evaluated when their
+ * deps change (the dep's outbox carries the notification durably); this pass only
+ * repairs what a crash or a bug could have missed, so it walks the blocked jobs a slice
+ * per sweep, resuming where the last one stopped: a sweep's cost does not grow with
+ * the number of blocked jobs.
+ */
+const BLOCKED_REPAIRS_PER_SWEEP = 256;
+/** Event appends with an unknown outcome remembered for settling, at most. */
+const MAX_UNCERTAIN = 10_000;
+/** Unsettled appends looked at by one operation (a sweep looks at all of them). */
+const SETTLE_PER_OPERATION = 16;
+/**
+ * Times an unsettled append is looked for in vain before it is forgotten. An event of a
+ * pending outbox is always appended by someone eventually (then it is found); one that
+ * is never found belonged to a write that was lost or a job that is gone.
+ */
+const SETTLE_TRIES = 64;
+
+/** Ids asked of `jobs.links` per call at most. */
+const LINKS_PER_CALL = 500;
+
+/** Failures that mean the store cannot serve: they end a loop instead of skipping a job. */
+const STORE_DOWN = ['STORE_UNAVAILABLE', 'RATE_LIMITED'] as const;
+
+/** An event reported once the commit of its append is known to have succeeded. */
+interface Appended {
+  event: EventDoc;
+  /** The store's mark taken before the append (`sync(mark)` covers it). */
+  mark: number;
+}
+
+const DECIMAL = /^(0|[1-9][0-9]*)$/;
+
+/** The event as clients see it: without the writer stamp. */
+function publicEvent(e: EventDoc): EventDoc {
+  if (e.writer === undefined) return e;
+  const { writer: _w, ...rest } = e;
+  return rest;
+}
 
 function zodDetail(error: {
   issues: ReadonlyArray<{ path: PropertyKey[]; message: string }>;
@@ -168,7 +244,8 @@ function contentOf(req: SubmitRequest) {
     depsMode: req.depsMode,
     // `{}` and no budget both mean "no limits": one canonical form.
     budget: req.budget && Object.keys(req.budget).length > 0 ? req.budget : null,
-    retry: req.retry,
+    // `on` is a set of error classes: one canonical form whatever the order or repeats.
+    retry: { ...req.retry, on: [...new Set(req.retry.on)].sort() },
     kind: req.kind,
     parentId: req.parentId,
     trackerItemId: req.trackerItemId ?? null,
@@ -199,8 +276,11 @@ function contentFields(doc: JobDoc): ReturnType<typeof contentOf> {
 export class Coordinator {
   readonly store: DocumentStore;
   readonly clock: Clock;
-  /** Projections maintained live from the events this process writes. */
-  readonly projections = new LiveProjections();
+  /**
+   * Projections maintained live from the events this process reports, or null when
+   * not asked for (`liveProjections`).
+   */
+  readonly projections: LiveProjections | null;
   readonly leaseMs: number;
   readonly heartbeatIntervalMs: number;
   readonly #random: () => number;
@@ -210,6 +290,19 @@ export class Coordinator {
   readonly #mailboxes = new Mailboxes();
   readonly #listeners = new Set<Listener>();
   #lastSeq = 0;
+  /**
+   * Stamped on every event this process appends, with a counter: which append stored it,
+   * so who reports it (an append whose answer was lost is known by its own stamp).
+   */
+  readonly #writer = randomBytes(9).toString('base64url');
+  #appends = 0;
+  /** Events this process stored, to report once their commit is known good. */
+  #appended: Appended[] = [];
+  /** Appends with an unknown outcome: event id → its job, the stamp that append carried, looks so far. */
+  readonly #uncertain = new Map<string, { jobId: string; stamp: string; tries: number }>();
+  /** Where the blocked-jobs repair pass resumes (null: from the start). */
+  #blockedCursor: string | null = null;
+  #isolatedFailures = 0;
 
   constructor(options: CoordinatorOptions) {
     this.store = options.store;
@@ -227,27 +320,182 @@ export class Coordinator {
     this.heartbeatIntervalMs = options.heartbeatIntervalMs ?? 10_000;
     this.#machine = options.machine ?? jobMachine;
     this.#log = options.logger ?? silentLogger;
+    this.projections = options.liveProjections === true ? new LiveProjections() : null;
     if (!Number.isInteger(this.leaseMs) || this.leaseMs < 1000) {
       throw new RangeError(`leaseMs must be an integer ≥ 1000, got ${this.leaseMs}`);
     }
   }
 
-  /** Calls `listener` with every event this process writes (after it is stored). */
+  /**
+   * Calls `listener` with every event this process stored, once its commit succeeded:
+   * each stored event is reported by exactly one process (the one whose append stored
+   * it), once, and never one a failed commit rolled back. Within a job, events come in
+   * `seq` order, except one whose append outcome was unknown: it is reported when that
+   * is settled (the next sweep), possibly after later ones.
+   */
   subscribe(listener: Listener): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
   }
 
+  /** Per-job failures isolated so far (logged and skipped) in sweeps and cascades. */
+  get isolatedFailures(): number {
+    return this.#isolatedFailures;
+  }
+
   /**
    * Runs `task` in the product's mailbox, then waits until its writes are durable
-   * (`store.sync()`: group commit) before the caller hears the answer. The mailbox is
-   * free for the next task as soon as this one's writes are applied, so the writes of
-   * many callers share one commit.
+   * (`store.sync(mark)`: group commit) before the caller hears the answer, and reports
+   * the events it stored. The mailbox is free for the next task as soon as this one's
+   * writes are applied, so the writes of many callers share one commit.
    */
   async #act<T>(productId: string, task: () => Promise<T>): Promise<T> {
-    const result = await this.#mailboxes.run(productId, task);
-    await this.store.sync();
+    const from = this.store.mark();
+    let result: T;
+    try {
+      result = await this.#mailboxes.run(productId, task);
+    } catch (e) {
+      await this.#settle(from).catch(() => {});
+      throw e;
+    }
+    await this.#settle(from);
     return result;
+  }
+
+  /**
+   * Waits until every write since `from` is durable, then reports the events appended
+   * since then. If a commit since `from` failed, those events may be gone: they are
+   * settled later by reading them back, and the failure is thrown.
+   */
+  async #settle(from: number): Promise<void> {
+    // An append this process could not confirm is settled at its next operation (or sweep).
+    if (this.#uncertain.size > 0) {
+      await this.#settleUncertain(SETTLE_PER_OPERATION).catch(() => {});
+    }
+    try {
+      await this.store.sync(from);
+    } catch (e) {
+      const lost = this.#appended.filter((a) => a.mark >= from);
+      this.#appended = this.#appended.filter((a) => a.mark < from);
+      for (const a of lost) this.#remember(a.event);
+      throw e;
+    }
+    const ready = this.#appended.filter((a) => a.mark >= from);
+    if (ready.length === 0) return;
+    this.#appended = this.#appended.filter((a) => a.mark < from);
+    for (const a of ready) this.#report(a.event);
+  }
+
+  #report(event: EventDoc): void {
+    this.projections?.apply(event);
+    for (const listener of this.#listeners) {
+      try {
+        listener(event);
+      } catch (e) {
+        this.#log.warn({ err: e }, 'event listener threw');
+      }
+    }
+  }
+
+  /** Remembers an appended event (stamped) whose append or commit had an unknown outcome. */
+  #remember(event: EventDoc): void {
+    if (this.#uncertain.size >= MAX_UNCERTAIN) {
+      const oldest = this.#uncertain.keys().next().value;
+      if (oldest !== undefined) this.#uncertain.delete(oldest);
+      this.#log.warn({ eventId: oldest }, 'too many unsettled event appends; forgetting one');
+    }
+    this.#uncertain.set(event.id, { jobId: event.jobId, stamp: event.writer ?? '', tries: 0 });
+  }
+
+  /**
+   * Settles appends with an unknown outcome by reading the events back: ours (our
+   * writer stamp) → reported after the next successful commit; someone else's → theirs
+   * to report; not there → still pending (whoever appends it reports it).
+   */
+  async #settleUncertain(limit = Number.POSITIVE_INFINITY): Promise<void> {
+    const y = new Yielder();
+    let looked = 0;
+    for (const [id, entry] of [...this.#uncertain]) {
+      if (looked++ >= limit) break;
+      await y.next();
+      // Taken out while it is looked at, so two settles never both report it.
+      if (this.#uncertain.get(id) !== entry) continue;
+      this.#uncertain.delete(id);
+      let found: Stored<EventDoc> | null;
+      try {
+        found = await this.store.events.read(entry.jobId, id);
+      } catch (e) {
+        if (!this.#uncertain.has(id)) this.#uncertain.set(id, entry);
+        throw e;
+      }
+      if (found === null) {
+        if (++entry.tries >= SETTLE_TRIES) {
+          this.#log.warn(
+            { eventId: id, jobId: entry.jobId },
+            'an unsettled event append was never found; forgetting it',
+          );
+        } else if (!this.#uncertain.has(id)) {
+          // Back at the end of the line, so the others get their turn.
+          this.#uncertain.set(id, entry);
+        }
+        continue;
+      }
+      if (found.writer === entry.stamp) {
+        const { _etag: _e, ...event } = found;
+        this.#appended.push({ event, mark: this.store.mark() });
+      }
+    }
+  }
+
+  /** Appends a stream event stamped with this process as its writer (see `subscribe`). */
+  async #append(event: EventDoc): Promise<void> {
+    const mark = this.store.mark();
+    const stamped: EventDoc = { ...event, writer: `${this.#writer}.${++this.#appends}` };
+    let stored: boolean;
+    try {
+      stored = await this.store.events.append(stamped);
+    } catch (e) {
+      this.#remember(stamped);
+      throw e;
+    }
+    if (stored) {
+      this.#uncertain.delete(event.id);
+      this.#appended.push({ event: stamped, mark });
+      return;
+    }
+    // Already stored: by our own earlier append whose answer was lost, or by another.
+    const earlier = this.#uncertain.get(event.id);
+    if (earlier === undefined) return;
+    this.#uncertain.delete(event.id);
+    const found = await this.store.events.read(event.jobId, event.id);
+    if (found !== null && found.writer === earlier.stamp) {
+      const { _etag: _e, ...mine } = found;
+      this.#appended.push({ event: mine, mark: this.store.mark() });
+    }
+  }
+
+  /**
+   * Runs one job's step of a loop (sweep, cascade) so that its failure cannot stop the
+   * others: logged with the job's id, counted, and swallowed, unless the store itself
+   * is unavailable (then the loop ends: every next step would fail the same way).
+   */
+  async #isolated(
+    job: { productId: string; id: string },
+    what: string,
+    step: () => Promise<unknown>,
+    report?: SweepReport,
+  ): Promise<void> {
+    try {
+      await step();
+    } catch (e) {
+      if (isFleetError(e, ...STORE_DOWN)) throw e;
+      this.#isolatedFailures++;
+      if (report) report.failedJobs++;
+      this.#log.error(
+        { jobId: job.id, productId: job.productId, err: e },
+        `${what} failed for job ${job.id}; skipped`,
+      );
+    }
   }
 
   /** Resolves when every queued mailbox task has finished. */
@@ -292,7 +540,7 @@ export class Coordinator {
           }
           return this.#supersede(productId, id, hash, content, actor);
         }
-        const checked = await this.#checkDeps(productId, id, content.deps);
+        const checked = await this.#checkDeps(productId, id, content.deps, content.parentId);
         if (!checked.ok) return checked;
         const status = await this.#depsStatus(productId, content.deps, content.depsMode);
         const now = this.clock.now();
@@ -330,14 +578,14 @@ export class Coordinator {
     content: ReturnType<typeof contentOf>,
     actor: string | null,
   ): Promise<Result<{ job: Stored<JobDoc>; outcome: SubmitOutcome }>> {
-    const checked = await this.#checkDeps(productId, id, content.deps);
+    const checked = await this.#checkDeps(productId, id, content.deps, content.parentId);
     if (!checked.ok) return checked;
     let outcome: SubmitOutcome = 'superseded';
     // Filled by the plan when the supersede adds edges (see the validation below).
     const validation: {
-      readSet: Map<string, Stored<JobDoc>> | null;
+      touch: Stored<JobDoc>[];
       previous: Stored<JobDoc> | null;
-    } = { readSet: null, previous: null };
+    } = { touch: [], previous: null };
     const r = await this.#update(productId, id, actor, async (draft) => {
       if (draft.before.contentHash === hash) {
         outcome = 'existing';
@@ -351,34 +599,41 @@ export class Coordinator {
         );
       }
       outcome = 'superseded';
-      const added = content.deps.filter((d) => !draft.before.deps.includes(d));
-      validation.readSet = null;
-      if (added.length > 0) {
-        // New edges may close a cycle together with a supersede in another process
-        // (each check reads the other's deps before either writes: write skew).
-        // Optimistic validation: every job the check read is touched (an etag write
+      validation.touch = [];
+      validation.previous = null;
+      if (content.deps.some((d) => !draft.before.deps.includes(d))) {
+        // New edges may close a cycle together with a supersede racing in another
+        // process (each checks the other's old deps before either writes: write skew).
+        // Optimistic validation: the jobs the check walked whose deps can change now
+        // (queued or blocked: only those can be superseded) are touched (an etag write
         // of the same content), in id order together with our own write, so of two
-        // racing supersedes the one that reaches the first shared job second fails
-        // its etag, decides again, and sees the cycle. Jobs ordered before ours are
-        // touched here; the rest after our write (see below).
-        const seen = new Map<string, Stored<JobDoc>>();
-        validation.readSet = seen;
-        const cycle = await findCycle(id, content.deps, async (jobId) => {
-          const job = await this.store.jobs.read(productId, jobId);
-          if (job) seen.set(jobId, job);
-          return job?.deps ?? null;
+        // racing supersedes the one that reaches the first shared job second fails its
+        // etag, decides again, and sees the cycle. Every other job the check read keeps
+        // its document and etag (shipped ones never change; active, failed or dead ones
+        // would have to be requeued first, which the check after our write catches).
+        const seen = new Map<string, JobLink>();
+        const cycle = await findCycle(id, content.deps, async (ids) => {
+          const found = await this.#linksOf(productId, ids);
+          for (const [jobId, link] of found) seen.set(jobId, link);
+          return new Map([...found].map(([jobId, link]) => [jobId, link.deps]));
         });
         if (cycle) {
           return new FleetError(
             'DEPENDENCY_CYCLE',
             `deps would form a cycle: ${cycle.join(' → ')}`,
-            {
-              extra: { cycle },
-            },
+            { extra: { cycle } },
           );
         }
-        for (const job of [...seen.values()].filter((j) => j.id < id).sort(byId)) {
-          await this.store.jobs.replace(stripEtag(job), job._etag); // 412 → #update re-plans
+        const mutable = [...seen.values()]
+          .filter((l) => l.id !== id && (l.stage === 'queued' || l.stage === 'blocked'))
+          .sort(byId);
+        for (const link of mutable.filter((l) => l.id < id)) {
+          const job = await this.store.jobs.read(productId, link.id);
+          if (job) await this.store.jobs.replace(stripEtag(job), job._etag); // 412 → re-plan
+        }
+        for (const link of mutable.filter((l) => l.id > id)) {
+          const job = await this.store.jobs.read(productId, link.id);
+          if (job) validation.touch.push(job);
         }
         validation.previous = draft.before;
       }
@@ -395,27 +650,24 @@ export class Coordinator {
     });
     if (!r.ok) return r;
     let job = r.value;
-    const { readSet, previous } = validation;
-    const touchedAfter = readSet ? [...readSet.values()].filter((j) => j.id > id).sort(byId) : [];
-    for (const other of touchedAfter) {
-      try {
-        await this.store.jobs.replace(stripEtag(other), other._etag);
-      } catch (e) {
-        if (!isFleetError(e, 'PRECONDITION_FAILED', 'NOT_FOUND')) throw e;
-        // It changed since we read it: look again, and undo our edges if they now
-        // close a cycle (only a third writer racing both of us gets here).
-        const cycle = await findCycle(
-          id,
-          content.deps,
-          async (jobId) => (await this.store.jobs.read(productId, jobId))?.deps ?? null,
-        );
-        if (cycle && previous) {
-          await this.#restoreContent(productId, previous, hash, actor);
-          return fail('DEPENDENCY_CYCLE', `deps would form a cycle: ${cycle.join(' → ')}`, {
-            cycle,
-          });
+    const { touch, previous } = validation;
+    if (previous !== null) {
+      for (const other of touch) {
+        try {
+          await this.store.jobs.replace(stripEtag(other), other._etag);
+        } catch (e) {
+          if (!isFleetError(e, 'PRECONDITION_FAILED', 'NOT_FOUND')) throw e;
+          break; // it changed since we read it: the check below looks again
         }
-        break;
+      }
+      // Looked at again after our write, so no cycle can survive even a race the
+      // touches above do not cover: the later of two racing checks sees both writes.
+      const cycle = await findCycle(id, content.deps, (ids) => this.#depsOfMany(productId, ids));
+      if (cycle) {
+        await this.#restoreContent(productId, previous, hash, actor);
+        return fail('DEPENDENCY_CYCLE', `deps would form a cycle: ${cycle.join(' → ')}`, {
+          cycle,
+        });
       }
     }
     if (job.stage === 'blocked') job = (await this.#reevaluate(productId, id)) ?? job;
@@ -495,35 +747,102 @@ export class Coordinator {
     };
   }
 
-  /** Deps must exist in the product and must not lead back to `id`. */
-  async #checkDeps(productId: string, id: string, deps: readonly string[]): Promise<Result<true>> {
-    const missing: string[] = [];
-    for (const dep of deps) {
-      if (dep !== id && !(await this.store.jobs.read(productId, dep))) missing.push(dep);
+  /**
+   * Deps must exist in the product and must not lead back to `id`; a parent must be
+   * another job of the product. Read from index columns, never the documents.
+   */
+  async #checkDeps(
+    productId: string,
+    id: string,
+    deps: readonly string[],
+    parentId: string | null = null,
+  ): Promise<Result<true>> {
+    if (parentId !== null) {
+      if (parentId === id) return fail('VALIDATION', 'parentId: a job cannot be its own parent');
+      const [parent] = await this.store.jobs.links(productId, [parentId]);
+      if (!parent) {
+        return fail('UNKNOWN_DEPENDENCY', `parentId names no job of this product: ${parentId}`, {
+          unknown: [parentId],
+        });
+      }
     }
+    const others = deps.filter((d) => d !== id);
+    const found = await this.#linksOf(productId, others);
+    const missing = others.filter((d) => !found.has(d));
     if (missing.length > 0) {
       return fail('UNKNOWN_DEPENDENCY', `no job of this product has id ${missing.join(', ')}`, {
         unknown: missing,
       });
     }
-    const cycle = await findCycle(
-      id,
-      deps,
-      async (jobId) => (await this.store.jobs.read(productId, jobId))?.deps ?? null,
-    );
+    const cycle = await findCycle(id, deps, (ids) => this.#depsOfMany(productId, ids));
     if (cycle)
       return fail('DEPENDENCY_CYCLE', `deps would form a cycle: ${cycle.join(' → ')}`, { cycle });
     return ok(true);
   }
 
+  /**
+   * Links of the product's jobs among `ids`, by id, from index columns: one store call
+   * per {@link LINKS_PER_CALL} ids (a query on Cosmos DB, where a level of a dependency
+   * graph then costs one request, not one per job).
+   */
+  async #linksOf(productId: string, ids: readonly string[]): Promise<Map<string, JobLink>> {
+    const out = new Map<string, JobLink>();
+    const unique = [...new Set(ids)];
+    for (let i = 0; i < unique.length; i += LINKS_PER_CALL) {
+      for (const link of await this.store.jobs.links(
+        productId,
+        unique.slice(i, i + LINKS_PER_CALL),
+      ))
+        out.set(link.id, link);
+    }
+    return out;
+  }
+
+  /** The deps of each job among `ids` (absent: no such job), from index columns. */
+  async #depsOfMany(
+    productId: string,
+    ids: readonly string[],
+  ): Promise<Map<string, readonly string[]>> {
+    const links = await this.#linksOf(productId, ids);
+    return new Map([...links].map(([id, l]) => [id, l.deps]));
+  }
+
+  /** Whether `deps` are met, from their stages (index columns, never the documents). */
   async #depsStatus(
     productId: string,
     deps: readonly string[],
     mode: 'hard' | 'soft',
   ): Promise<DepsStatus> {
-    const docs = new Map<string, Stored<JobDoc> | null>();
-    for (const dep of deps) docs.set(dep, await this.store.jobs.read(productId, dep));
-    return evaluateDeps(deps, mode, (id) => docs.get(id));
+    if (deps.length === 0) return { met: true, failedDep: null, missing: [] };
+    const links = await this.#linksOf(productId, deps);
+    return evaluateDeps(deps, mode, (id) => links.get(id));
+  }
+
+  /**
+   * The jobs among `jobs` whose deps status calls for a change, found with one store
+   * call per product (and per {@link LINKS_PER_CALL} deps): the cheap first look of the
+   * blocked-jobs repair and of a dependents cascade.
+   */
+  async #needingReevaluation(jobs: readonly JobLink[]): Promise<JobLink[]> {
+    const byProduct = new Map<string, JobLink[]>();
+    for (const j of jobs) {
+      if (j.stage === 'shipped' || j.stage === 'dead_letter') continue;
+      const list = byProduct.get(j.productId);
+      if (list) list.push(j);
+      else byProduct.set(j.productId, [j]);
+    }
+    const out: JobLink[] = [];
+    for (const [productId, list] of byProduct) {
+      const deps = await this.#linksOf(
+        productId,
+        list.flatMap((j) => j.deps),
+      );
+      for (const j of list) {
+        const status = evaluateDeps(j.deps, j.depsMode, (id) => deps.get(id));
+        if (this.#depsEvent(j.stage, status) !== null) out.push(j);
+      }
+    }
+    return out;
   }
 
   // -------------------------------------------------------------------------
@@ -566,27 +885,25 @@ export class Coordinator {
           if (won === 'skipped') continue;
           readable++;
           if (won === null) continue;
-          if (factory?.seatLimit != null) {
-            // Another process may have claimed for this factory at the same time: the
-            // count is not atomic with the claim, so count again and give back the extra.
-            const held = await this.store.jobs.countHeld(productId, factoryId);
-            if (held > factory.seatLimit) {
-              await this.#update(productId, won.job.id, factoryId, (draft) =>
-                draft.send(
-                  {
-                    type: 'RELEASE',
-                    factoryId,
-                    leaseEpoch: won.lease.leaseEpoch,
-                    now: draft.now,
-                    depsMet: true,
-                  },
-                  { reason: 'seat_limit' },
-                ),
-              );
-              return ok(null);
-            }
+          if (factory?.seatLimit != null && !(await this.#keepsSeat(won, factory.seatLimit))) {
+            // Over the limit, and this grant is the one to go: hand it back as if it had
+            // never been made (no attempt counted, no wall clock started).
+            await this.#update(productId, won.job.id, factoryId, (draft) =>
+              draft.send(
+                {
+                  type: 'GIVE_BACK',
+                  factoryId,
+                  leaseEpoch: won.lease.leaseEpoch,
+                  now: draft.now,
+                  firstClaimedAt: won.firstClaimedBefore,
+                },
+                { reason: 'seat_limit' },
+              ),
+            );
+            return ok(null);
           }
-          return ok(won);
+          const { firstClaimedBefore: _f, ...grant } = won;
+          return ok(grant);
         }
         // Only unreadable jobs at the head: look further down the queue next round.
         if (readable === 0) {
@@ -598,6 +915,23 @@ export class Coordinator {
       }
       return ok(null);
     });
+  }
+
+  /**
+   * After a grant to a factory with a seat limit: true when the factory holds no more
+   * than its limit, or this grant is among the `limit` it keeps. The count is not atomic
+   * with the claim, so two processes may grant the last seat at once; then both count
+   * one too many, and both keep the same jobs (the oldest submissions, an order every
+   * process sees alike), so exactly one gives its grant back and one grant stands.
+   * (A process that counted before the other's grant landed keeps its own; if its job
+   * is the newer one, the factory holds one lease over its limit until one ends.)
+   */
+  async #keepsSeat(won: ClaimGrant, seatLimit: number): Promise<boolean> {
+    const { productId, holderFactoryId } = won.job;
+    const held = await this.store.jobs.countHeld(productId, holderFactoryId ?? '');
+    if (held <= seatLimit) return true;
+    const keep = await this.store.jobs.heldBy(productId, holderFactoryId ?? '', seatLimit);
+    return keep.some((k) => k.id === won.job.id);
   }
 
   /**
@@ -622,34 +956,49 @@ export class Coordinator {
     return chosen === undefined ? candidates : [chosen, ...order];
   }
 
-  /** One claim attempt at the candidate's etag; null if it was lost, `skipped` if unreadable. */
+  /**
+   * One claim attempt at the candidate's etag; null if it was lost (or the job turned
+   * out not to be claimable), `skipped` if it cannot be processed at all.
+   */
   async #tryClaim(
     candidate: Stored<JobDoc>,
     factoryId: string,
     now: number,
-  ): Promise<ClaimGrant | 'skipped' | null> {
-    if (candidate.outbox.length > 0) await this.#flush(candidate, false);
+  ): Promise<(ClaimGrant & { firstClaimedBefore: number | null }) | 'skipped' | null> {
     let draft: JobDraft;
     try {
+      if (candidate.outbox.length > 0) await this.#flush(candidate, false);
       draft = new JobDraft(candidate, now, factoryId, this.#machine);
     } catch (e) {
-      if (!isFleetError(e, 'SNAPSHOT_VERSION')) throw e;
+      if (isFleetError(e, ...STORE_DOWN)) throw e;
       // One unreadable job must not stop the rest of the queue: skip it, loudly.
+      this.#isolatedFailures++;
       this.#log.error(
-        { jobId: candidate.id, err: e },
-        'claim skipped a job whose snapshot this build cannot read',
+        { jobId: candidate.id, productId: candidate.productId, err: e },
+        `claim skipped job ${candidate.id}: it cannot be processed`,
       );
       return 'skipped';
     }
+    const firstClaimedBefore = draft.context.firstClaimedAt;
     const exceeded = exceededBudget(
       draft.doc.budget,
       draft.doc.usage,
       draft.context.firstClaimedAt,
       now,
     );
+    // A queued job with unmet deps is never handed out, even if the notification that
+    // should have blocked it was lost: it is blocked (or dead) now instead.
+    const status =
+      exceeded || candidate.deps.length === 0
+        ? null
+        : await this.#depsStatus(candidate.productId, candidate.deps, candidate.depsMode);
     if (exceeded) {
       // Its wall budget ran out while it waited: it will not be handed out again.
       draft.send({ type: 'BUDGET_EXCEEDED' }, { exceeded });
+    } else if (status?.failedDep) {
+      draft.send({ type: 'DEPENDENCY_FAILED' }, { dependencyId: status.failedDep });
+    } else if (status && !status.met) {
+      draft.send({ type: 'DEPS_UNMET' });
     } else if (draft.send({ type: 'CLAIM', factoryId, now, expiresAt: now + this.leaseMs })) {
       return null;
     }
@@ -661,7 +1010,7 @@ export class Coordinator {
       throw e;
     }
     saved = await this.#flush(saved, true);
-    if (exceeded) return null;
+    if (saved.stage !== 'assigned') return null;
     const run = saved.run;
     return {
       job: saved,
@@ -670,6 +1019,7 @@ export class Coordinator {
         expiresAt: saved.leaseExpiresAt ?? iso(now + this.leaseMs),
       },
       run: { id: run?.id ?? '', attempt: run?.attempt ?? saved.attempt },
+      firstClaimedBefore,
     };
   }
 
@@ -826,6 +1176,14 @@ export class Coordinator {
     }
     if (p.insights) {
       const { model, estimated: _estimated, ...increments } = p.insights;
+      const totals = [addUsage(draft.doc.usage, increments)];
+      if (draft.doc.run) totals.push(addUsage(draft.doc.run.insights, increments));
+      if (!totals.every((t) => usageIsRepresentable(t, S.MAX_COST_TOTAL))) {
+        return new FleetError(
+          'VALIDATION',
+          `insights: the totals would pass ${Number.MAX_SAFE_INTEGER} (or ${S.MAX_COST_TOTAL} USD); increments are refused past that`,
+        );
+      }
       draft.addInsights(increments, model);
       const run = draft.doc.run;
       draft.record('insights_recorded', {
@@ -848,6 +1206,7 @@ export class Coordinator {
         leaseEpoch: draft.doc.leaseEpoch,
         factoryId: p.factoryId,
         createdAt: iso(draft.now),
+        rev: draft.doc.rev,
       };
       draft.effects.push({ kind: 'artifact', artifact });
       draft.record('artifact_recorded', {
@@ -933,6 +1292,7 @@ export class Coordinator {
     const parsed = parse(S.HeartbeatInput, input);
     if (!parsed.ok) return parsed;
     const h = parsed.value;
+    const from = this.store.mark();
     for (let i = 0; i < MAX_CONFLICTS; i++) {
       const now = iso(this.clock.now());
       const cur = await this.store.factories.read(productId, h.factoryId);
@@ -954,7 +1314,7 @@ export class Coordinator {
         const saved = cur
           ? await this.store.factories.replace(doc, cur._etag)
           : await this.store.factories.create(doc);
-        await this.store.sync();
+        await this.store.sync(from);
         return ok({ ...saved, stale: false });
       } catch (e) {
         if (isFleetError(e, 'PRECONDITION_FAILED', 'ALREADY_EXISTS', 'NOT_FOUND')) continue;
@@ -999,64 +1359,54 @@ export class Coordinator {
    * Idempotent: a second run finds nothing. Returns how many were reaped.
    */
   async reapExpiredLeases(now = this.clock.now()): Promise<number> {
-    return (await this.#sweepDue(now, { lease: true, retry: false })).reaped;
+    return (await this.#sweepWith(now, { lease: true, retry: false }, false)).reaped;
   }
 
   /** Moves `failed` jobs whose backoff has passed back to `queued` (or `blocked`). */
   async retryDue(now = this.clock.now()): Promise<number> {
-    return (await this.#sweepDue(now, { lease: false, retry: true })).retried;
+    return (await this.#sweepWith(now, { lease: false, retry: true }, false)).retried;
   }
 
   /**
-   * One supervisor sweep: due timers (expired leases, due retries, wall budgets), outbox
-   * repair, and a re-evaluation of blocked jobs (a dependent whose notification was
-   * lost is unblocked here). Every write is etag-guarded and idempotent, so sweeps may
-   * run in every process at once.
+   * One supervisor sweep: due timers (expired leases, due retries, budgets), outbox
+   * repair, a slice of the blocked jobs re-checked (repairing a notification a crash
+   * lost; see {@link BLOCKED_REPAIRS_PER_SWEEP}), and event appends with an unknown
+   * outcome settled. Every write is etag-guarded and idempotent, so sweeps may run in
+   * every process at once. A job whose step fails is logged, counted (`failedJobs`) and
+   * skipped; the sweep goes on. It yields to the event loop as it goes.
    */
   async sweep(now = this.clock.now()): Promise<SweepReport> {
-    const report = await this.#sweepDue(now, { lease: true, retry: true });
-    for (;;) {
-      const pending = await this.store.jobs.withOutbox({ limit: SWEEP_BATCH });
-      let progressed = 0;
-      for (const job of pending) {
-        await this.#mailboxes.run(job.productId, async () => {
-          const cur = await this.store.jobs.read(job.productId, job.id);
-          if (cur && cur.outbox.length > 0) {
-            await this.#flush(cur, true);
-            report.repaired++;
-            progressed++;
-          }
-        });
+    return this.#sweepWith(now, { lease: true, retry: true }, true);
+  }
+
+  async #sweepWith(
+    now: number,
+    kinds: { lease: boolean; retry: boolean },
+    repair: boolean,
+  ): Promise<SweepReport> {
+    const from = this.store.mark();
+    const report = emptyReport();
+    try {
+      await this.#sweepDue(now, kinds, report);
+      if (repair) {
+        await this.#repairOutboxes(report);
+        await this.#repairBlocked(report);
+        await this.#settleUncertain();
       }
-      if (pending.length < SWEEP_BATCH || progressed === 0) break;
+    } catch (e) {
+      await this.#settle(from).catch(() => {});
+      throw e;
     }
-    let cursor: string | null = null;
-    do {
-      const page: Page<Stored<JobDoc>> = await this.store.jobs.listByStage({
-        stage: 'blocked',
-        limit: SWEEP_BATCH,
-        cursor,
-      });
-      for (const job of page.items) {
-        const after = await this.#mailboxes.run(job.productId, () =>
-          this.#reevaluate(job.productId, job.id),
-        );
-        if (after && after.stage !== 'blocked') report.unblocked++;
-      }
-      cursor = page.nextCursor;
-    } while (cursor !== null);
-    await this.store.sync();
+    await this.#settle(from);
     return report;
   }
 
-  async #sweepDue(now: number, kinds: { lease: boolean; retry: boolean }): Promise<SweepReport> {
-    const report: SweepReport = {
-      reaped: 0,
-      retried: 0,
-      budgetExceeded: 0,
-      repaired: 0,
-      unblocked: 0,
-    };
+  async #sweepDue(
+    now: number,
+    kinds: { lease: boolean; retry: boolean },
+    report: SweepReport,
+  ): Promise<void> {
+    const y = new Yielder();
     let after: { dueAt: string; productId: string; id: string } | undefined;
     for (;;) {
       const batch = await this.store.jobs.due({
@@ -1066,14 +1416,84 @@ export class Coordinator {
       });
       for (const job of batch) {
         after = { dueAt: job.dueAt ?? iso(now), productId: job.productId, id: job.id };
-        await this.#mailboxes.run(job.productId, () =>
-          this.#processDue(job.productId, job.id, now, kinds, report),
+        await y.next();
+        await this.#isolated(
+          job,
+          'the sweep',
+          () =>
+            this.#mailboxes.run(job.productId, () =>
+              this.#processDue(job.productId, job.id, now, kinds, report),
+            ),
+          report,
         );
       }
       if (batch.length < SWEEP_BATCH) break;
     }
-    await this.store.sync();
-    return report;
+  }
+
+  /** Carries out pending outboxes (a follow-up a crash or a store fault cut off). */
+  async #repairOutboxes(report: SweepReport): Promise<void> {
+    const y = new Yielder();
+    let budget = OUTBOX_REPAIRS_PER_SWEEP;
+    const seen = new Set<string>();
+    while (budget > 0) {
+      const pending = await this.store.jobs.withOutbox({ limit: Math.min(budget, SWEEP_BATCH) });
+      let progressed = 0;
+      for (const job of pending) {
+        const key = `${job.productId}\u0000${job.id}`;
+        if (seen.has(key)) continue;
+        seen.add(key);
+        budget--;
+        await y.next();
+        await this.#isolated(
+          job,
+          'outbox repair',
+          () =>
+            this.#mailboxes.run(job.productId, async () => {
+              const cur = await this.store.jobs.read(job.productId, job.id);
+              if (cur && cur.outbox.length > 0) {
+                await this.#flush(cur, true);
+                report.repaired++;
+                progressed++;
+              }
+            }),
+          report,
+        );
+      }
+      if (pending.length < SWEEP_BATCH || progressed === 0) break;
+    }
+  }
+
+  /** Re-checks the next slice of blocked jobs against their deps (see the constant). */
+  async #repairBlocked(report: SweepReport): Promise<void> {
+    const y = new Yielder();
+    let cursor = this.#blockedCursor;
+    let budget = BLOCKED_REPAIRS_PER_SWEEP;
+    while (budget > 0) {
+      const page = await this.store.jobs.listByStage({
+        stage: 'blocked',
+        limit: Math.min(budget, SWEEP_BATCH),
+        cursor,
+      });
+      for (const link of await this.#needingReevaluation(page.items)) {
+        await y.next();
+        await this.#isolated(
+          link,
+          'blocked-job repair',
+          async () => {
+            const after = await this.#mailboxes.run(link.productId, () =>
+              this.#reevaluate(link.productId, link.id),
+            );
+            if (after && after.stage !== 'blocked') report.unblocked++;
+          },
+          report,
+        );
+      }
+      budget -= page.items.length;
+      cursor = page.nextCursor;
+      if (cursor === null) break;
+    }
+    this.#blockedCursor = cursor;
   }
 
   async #processDue(
@@ -1091,8 +1511,9 @@ export class Coordinator {
       async (draft) => {
         did = null;
         const doc = draft.doc;
+        // Any exceeded limit ends the job (tokens or cost may have passed too).
         const exceeded = exceededBudget(doc.budget, doc.usage, draft.context.firstClaimedAt, now);
-        if (exceeded === 'wall') {
+        if (exceeded !== null && draft.stage !== 'shipped' && draft.stage !== 'dead_letter') {
           if (!draft.send({ type: 'BUDGET_EXCEEDED' }, { exceeded })) did = 'budgetExceeded';
           return null;
         }
@@ -1116,6 +1537,7 @@ export class Coordinator {
       },
       { now },
     );
+    if (!r.ok && !isFleetError(r.error, 'NOT_FOUND')) throw r.error;
     if (r.ok && did !== null) report[did as 'reaped' | 'retried' | 'budgetExceeded']++;
   }
 
@@ -1244,11 +1666,12 @@ export class Coordinator {
   ): Promise<Result<Page<EventDoc>>> {
     const job = await this.#settled(productId, jobId);
     if (!job) return fail('NOT_FOUND', `no job ${jobId}`);
-    const afterSeq = q.cursor == null ? 0 : Number(q.cursor);
+    // A cursor is the last seq seen, written in decimal: `1e3`, `0x2` or ` 1` are not.
+    const afterSeq = q.cursor == null ? 0 : DECIMAL.test(q.cursor) ? Number(q.cursor) : -1;
     if (!Number.isSafeInteger(afterSeq) || afterSeq < 0)
       return fail('VALIDATION', 'cursor: not a cursor of this list');
     const limit = q.limit ?? 50;
-    const items = await this.store.events.list(jobId, { afterSeq, limit });
+    const items = (await this.store.events.list(jobId, { afterSeq, limit })).map(publicEvent);
     const last = items.at(-1);
     return ok({ items, nextCursor: items.length === limit && last ? String(last.seq) : null });
   }
@@ -1349,20 +1772,9 @@ export class Coordinator {
 
   async #carryOut(effect: OutboxEffect, job: Stored<JobDoc>): Promise<void> {
     switch (effect.kind) {
-      case 'event': {
-        // Report an event once: only the call that stored it (another process, or an
-        // earlier flush of this outbox, may have stored it already).
-        if (!(await this.store.events.append(effect.event))) return;
-        this.projections.apply(effect.event);
-        for (const listener of this.#listeners) {
-          try {
-            listener(effect.event);
-          } catch (e) {
-            this.#log.warn({ err: e }, 'event listener threw');
-          }
-        }
-        return;
-      }
+      case 'event':
+        // Reported once durable, by this process only if this process stored it.
+        return this.#append(effect.event);
       case 'run':
         return this.#putNewer(this.store.runs, effect.run, effect.run.jobId, opened(job));
       case 'lease':
@@ -1374,15 +1786,29 @@ export class Coordinator {
           opened(job) && job.attempt === 1,
         );
       case 'artifact':
-        try {
-          await this.store.artifacts.create(effect.artifact);
-        } catch (e) {
-          if (!isFleetError(e, 'ALREADY_EXISTS')) throw e;
-        }
-        return;
+        // Newest wins (by the job write that recorded it), like the events say.
+        return this.#putNewer(
+          this.store.artifacts,
+          { ...effect.artifact, rev: effect.artifact.rev ?? job.rev },
+          effect.artifact.jobId,
+          true,
+        );
       case 'notifyDependents': {
+        // Each dependent is re-checked from index columns; only one whose deps status
+        // changed is read and written. The loop yields to the event loop as it goes,
+        // and one dependent that cannot be processed does not stop the others (the
+        // blocked-jobs repair of a later sweep retries it).
         const dependents = await this.store.jobs.dependents(job.productId, effect.jobId);
-        for (const d of dependents) await this.#reevaluate(d.productId, d.id);
+        const y = new Yielder();
+        for (let i = 0; i < dependents.length; i += SWEEP_BATCH) {
+          const slice = dependents.slice(i, i + SWEEP_BATCH);
+          for (const d of await this.#needingReevaluation(slice)) {
+            await y.next();
+            await this.#isolated(d, 'dependency re-evaluation', () =>
+              this.#reevaluate(d.productId, d.id),
+            );
+          }
+        }
         return;
       }
     }
@@ -1393,7 +1819,7 @@ export class Coordinator {
    * `likelyNew`: try `create` before reading (one store call instead of two when the
    * document does not exist yet); if it does exist, the read-and-compare path decides.
    */
-  async #putNewer<T extends { id: string; rev: number }>(
+  async #putNewer<T extends { id: string; rev?: number }>(
     container: {
       read(pk: string, id: string): Promise<Stored<T> | null>;
       create(doc: T): Promise<Stored<T>>;
@@ -1415,7 +1841,7 @@ export class Coordinator {
       const cur = await container.read(partitionKey, doc.id);
       try {
         if (!cur) await container.create(doc);
-        else if (cur.rev < doc.rev) await container.replace(doc, cur._etag);
+        else if ((cur.rev ?? -1) < (doc.rev ?? -1)) await container.replace(doc, cur._etag);
         return;
       } catch (e) {
         if (isFleetError(e, 'ALREADY_EXISTS', 'PRECONDITION_FAILED', 'NOT_FOUND')) continue;
@@ -1423,6 +1849,18 @@ export class Coordinator {
       }
     }
     throw new FleetError('STORE_UNAVAILABLE', `could not write ${doc.id}: too many conflicts`);
+  }
+
+  /** The machine event, if any, that a job's deps status calls for in `stage`. */
+  #depsEvent(
+    stage: Stage,
+    status: DepsStatus,
+  ): 'DEPENDENCY_FAILED' | 'DEPS_MET' | 'DEPS_UNMET' | null {
+    if (stage === 'shipped' || stage === 'dead_letter') return null;
+    if (status.failedDep) return 'DEPENDENCY_FAILED';
+    if (stage === 'blocked' && status.met) return 'DEPS_MET';
+    if (stage === 'queued' && !status.met) return 'DEPS_UNMET';
+    return null;
   }
 
   /**
@@ -1435,15 +1873,15 @@ export class Coordinator {
       const stage = draft.stage;
       if (stage === 'shipped' || stage === 'dead_letter') return null;
       const status = await this.#depsStatus(productId, draft.doc.deps, draft.doc.depsMode);
-      if (status.failedDep) {
+      const event = this.#depsEvent(stage, status);
+      if (event === 'DEPENDENCY_FAILED') {
         draft.send({ type: 'DEPENDENCY_FAILED' }, { dependencyId: status.failedDep });
-      } else if (stage === 'blocked' && status.met) {
-        draft.send({ type: 'DEPS_MET' });
-      } else if (stage === 'queued' && !status.met) {
-        draft.send({ type: 'DEPS_UNMET' });
+      } else if (event !== null) {
+        draft.send({ type: event });
       }
       return null;
     });
+    if (!r.ok && !isFleetError(r.error, 'NOT_FOUND')) throw r.error;
     return r.ok ? r.value : null;
   }
 }

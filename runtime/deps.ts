@@ -44,46 +44,48 @@ export function evaluateDeps(
 /**
  * Finds a cycle that edges `jobId → deps` would close: a path from one of `deps` back
  * to `jobId` through existing jobs' deps. Returns the cycle as ids
- * (`[jobId, dep, ..., jobId]`) or null. Iterative DFS; each job is read at most once.
+ * (`[jobId, dep, ..., jobId]`) or null. Breadth-first, one `depsOfMany` call per level
+ * (a store answers a level with one query), each job looked up at most once.
+ * `depsOfMany` answers, for each id asked, its deps (null or absent: no such job).
  */
 export async function findCycle(
   jobId: string,
   deps: readonly string[],
-  depsOf: (id: string) => Promise<readonly string[] | null>,
+  depsOfMany: (ids: string[]) => Promise<ReadonlyMap<string, readonly string[] | null>>,
 ): Promise<string[] | null> {
-  const visited = new Set<string>();
   const parent = new Map<string, string>();
-  const stack: string[] = [];
+  let frontier: string[] = [];
   for (const d of deps) {
     if (d === jobId) return [jobId, jobId];
     if (!parent.has(d)) {
       parent.set(d, jobId);
-      stack.push(d);
+      frontier.push(d);
     }
   }
-  while (stack.length > 0) {
-    const id = stack.pop() as string;
-    if (visited.has(id)) continue;
-    visited.add(id);
-    const next = (await depsOf(id)) ?? [];
-    for (const n of next) {
-      if (n === jobId) {
-        const path = [jobId];
-        for (
-          let cur: string | undefined = id;
-          cur !== undefined && cur !== jobId;
-          cur = parent.get(cur)
-        ) {
-          path.push(cur);
+  const pathTo = (id: string): string[] => {
+    const path: string[] = [];
+    for (
+      let cur: string | undefined = id;
+      cur !== undefined && cur !== jobId;
+      cur = parent.get(cur)
+    ) {
+      path.push(cur);
+    }
+    return [jobId, ...path.reverse(), jobId];
+  };
+  while (frontier.length > 0) {
+    const known = await depsOfMany(frontier);
+    const next: string[] = [];
+    for (const id of frontier) {
+      for (const n of known.get(id) ?? []) {
+        if (n === jobId) return pathTo(id);
+        if (!parent.has(n)) {
+          parent.set(n, id);
+          next.push(n);
         }
-        // path is jobId, id, ...back to the first dep; the cycle reads jobId → dep → ... → id → jobId
-        return [jobId, ...path.slice(1).reverse(), jobId];
-      }
-      if (!visited.has(n)) {
-        if (!parent.has(n)) parent.set(n, id);
-        stack.push(n);
       }
     }
+    frontier = next;
   }
   return null;
 }

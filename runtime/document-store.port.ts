@@ -17,6 +17,7 @@
  */
 import type {
   ArtifactDoc,
+  DepsMode,
   EventDoc,
   FactoryDoc,
   JobDoc,
@@ -61,6 +62,21 @@ export interface PageRequest {
   cursor?: string | null;
 }
 
+/**
+ * What dependency checks need of a job, answered from index columns (never by reading
+ * or parsing the job document, which may hold a 1 MiB body).
+ */
+export interface JobLink {
+  readonly productId: string;
+  readonly id: string;
+  readonly stage: Stage;
+  /** Submission sequence (claim and list order). */
+  readonly seq: number;
+  /** Distinct dependency ids. */
+  readonly deps: readonly string[];
+  readonly depsMode: DepsMode;
+}
+
 export interface ClaimQuery {
   productId: string;
   /** The factory's capabilities: a job qualifies when its capabilities are a subset. */
@@ -80,10 +96,22 @@ export interface JobsContainer extends Container<JobDoc> {
   claimCandidates(q: ClaimQuery): Promise<Stored<JobDoc>[]>;
   /** Jobs of a product, newest first (by `seq`), optionally of one stage. */
   list(q: PageRequest & { productId: string; stage?: Stage }): Promise<Page<Stored<JobDoc>>>;
-  /** Jobs of any product in one stage, oldest first (supervisor sweeps). */
-  listByStage(q: PageRequest & { stage: Stage }): Promise<Page<Stored<JobDoc>>>;
-  /** Jobs of the product whose `deps` include `jobId`. */
-  dependents(productId: string, jobId: string): Promise<Stored<JobDoc>[]>;
+  /** Links of the jobs of any product in one stage, oldest first (supervisor sweeps). */
+  listByStage(q: PageRequest & { stage: Stage }): Promise<Page<JobLink>>;
+  /** Links of the jobs of the product whose `deps` include `jobId`, in submission order. */
+  dependents(productId: string, jobId: string): Promise<JobLink[]>;
+  /** Links of the product's jobs among `ids` (a missing id is left out), in no set order. */
+  links(productId: string, ids: readonly string[]): Promise<JobLink[]>;
+  /**
+   * The product's jobs the factory holds a lease on (active stages), at most `limit`,
+   * oldest submission first (`seq`, then id): who keeps a seat when two processes
+   * granted the last one at once.
+   */
+  heldBy(
+    productId: string,
+    factoryId: string,
+    limit: number,
+  ): Promise<Array<{ id: string; seq: number }>>;
   /**
    * Jobs of any product with `dueAt <= now`, in (dueAt, id) order, starting after
    * `after` when given (so a sweep can page past jobs it chose to leave alone).
@@ -148,14 +176,23 @@ export interface DocumentStore {
   readonly events: EventsContainer;
   readonly artifacts: ArtifactsContainer;
   /**
+   * A position in the store's commit sequence, taken before a unit of work writes
+   * anything: `sync(mark)` later covers every write made since. Stores that commit each
+   * write before answering return 0.
+   */
+  mark(): number;
+  /**
    * Resolves when every write this store has answered so far is durable. A write is
    * visible to later reads as soon as it returns, but may be committed together with
    * other writes (group commit): callers acknowledge a change to a client only after
    * `sync()`. Stores that commit each write before answering resolve at once. If the
    * group commit fails, `sync()` rejects for everyone whose writes were in it, and
-   * those writes are gone.
+   * those writes are gone. With `from` (a {@link mark}), it also rejects when any commit
+   * since that mark failed, even one that ended before the call: a unit of work whose
+   * writes spanned several commits (it yielded to the event loop between them) must not
+   * acknowledge a change an earlier commit lost.
    */
-  sync(): Promise<void>;
+  sync(from?: number): Promise<void>;
   /** Resolves when the store answers (readiness probe). */
   ping(): Promise<void>;
   /** Releases resources; the store is unusable afterwards. */

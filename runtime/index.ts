@@ -2,7 +2,16 @@
  * Fleet's runtime: the coordinator and everything it is made of. Adapters (stores,
  * HTTP, CLI) depend on this; it depends on `machines/` and on the store port only.
  */
-export { addUsage, durationMs, exceededBudget, wallDeadline, ZERO_USAGE } from './budget.js';
+export {
+  addUsage,
+  durationMs,
+  exceededBudget,
+  MAX_TIME_MS,
+  MAX_WALL_MS,
+  usageIsRepresentable,
+  wallDeadline,
+  ZERO_USAGE,
+} from './budget.js';
 export { canonicalJson, contentHash, jobIdFor } from './canonical.js';
 export { type Clock, iso, ms, SimulatedClock, systemClock } from './clock.js';
 export {
@@ -22,6 +31,7 @@ export {
   type DocumentStore,
   type EventsContainer,
   type FactoriesContainer,
+  type JobLink,
   type JobsContainer,
   type LeasesContainer,
   type PageRequest,
@@ -50,9 +60,12 @@ export {
   runId,
 } from './events.js';
 export { isFenced, JobDraft, persistSnapshot, restoreSnapshot } from './job-draft.js';
+export { jsonDepthExceeds, MAX_JSON_DEPTH } from './json-depth.js';
 export { Mailboxes } from './mailbox.js';
 export {
+  INITIAL_TIMELINE,
   type InsightTotals,
+  type JobTimeline,
   LiveProjections,
   type ProjectionsSnapshot,
   rebuildAll,
@@ -61,6 +74,7 @@ export {
   rebuildTimelines,
   type StageCounts,
   type TimelineEntry,
+  timelineEntries,
 } from './projections.js';
 export { backoffDelay, DEFAULT_RETRY, isRetryable } from './retry-policy.js';
 export * as schemas from './schemas.js';

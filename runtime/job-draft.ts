@@ -92,6 +92,7 @@ const STREAM_TYPE: Readonly<Record<JobMachineEventType, JobEventType | null>> = 
   RENEW: null,
   RELEASE: 'released',
   RECORD: null,
+  GIVE_BACK: 'released',
   LEASE_EXPIRED: 'lease_expired',
   RETRY_DUE: 'retry_due',
   SUPERSEDE: 'superseded',
@@ -308,7 +309,9 @@ export class JobDraft {
             ? 'lease'
             : e.kind === 'notifyDependents'
               ? 'notify'
-              : null;
+              : e.kind === 'artifact'
+                ? `artifact:${e.artifact.id}`
+                : null;
       if (key !== null) {
         if (seen.has(key)) continue;
         seen.add(key);

@@ -7,7 +7,9 @@
  * container is named in `CONTAINERS` (document-store.port.ts).
  */
 import { z } from 'zod';
+import { durationMs, MAX_WALL_MS } from './budget.js';
 import { JOB_EVENT_TYPES } from './events.js';
+import { jsonDepthExceeds, MAX_JSON_DEPTH } from './json-depth.js';
 
 /** ISO-8601 UTC timestamp with milliseconds, e.g. `2026-11-21T13:45:00.000Z`. */
 export const IsoTime = z.iso.datetime({ offset: false });
@@ -60,7 +62,22 @@ export const RunExit = z.enum([
   'dependency_failed',
 ]);
 
-const Identifier = z.string().min(1).max(200);
+/**
+ * C0 and C1 control characters and the bidirectional overrides and isolates (plus the
+ * implicit marks): refused in keys and ids, where they would hide or reorder text in
+ * logs, terminals and the inspector.
+ */
+const UNSAFE_TEXT = /[\p{Cc}\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/u;
+
+/** An id or key: 1–200 characters, no control or bidirectional-override characters. */
+const Identifier = z
+  .string()
+  .min(1)
+  .max(200)
+  .refine(
+    (v) => !UNSAFE_TEXT.test(v),
+    'must not contain control or bidirectional-override characters',
+  );
 const Capability = z
   .string()
   .min(1)
@@ -70,15 +87,32 @@ const Capability = z
 /** ISO-8601 duration such as `PT2H`, `PT30M`, `P1DT2H`. */
 export const IsoDuration = z
   .string()
+  .max(64)
   .regex(
     /^P(?!$)(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+(\.\d+)?S)?)?$/,
     'an ISO-8601 duration such as PT2H or P1DT30M',
   );
 
+/** Largest `budget.usd`: one million dollars. */
+export const MAX_BUDGET_USD = 1_000_000;
+/** Largest `budget.tokens`: 10^12. */
+export const MAX_BUDGET_TOKENS = 1_000_000_000_000;
+
+/**
+ * A job's limits. Every one is bounded so that every deadline and comparison derived
+ * from it stays a finite, representable time or number (a wall budget of 10^8 days once
+ * made every sweep throw on an invalid date).
+ */
 export const Budget = z.strictObject({
-  usd: z.number().nonnegative().optional(),
-  tokens: z.number().int().nonnegative().optional(),
-  wall: IsoDuration.optional(),
+  usd: z.number().nonnegative().max(MAX_BUDGET_USD).optional(),
+  tokens: z.number().int().nonnegative().max(MAX_BUDGET_TOKENS).optional(),
+  wall: IsoDuration.refine((d) => {
+    try {
+      return durationMs(d) <= MAX_WALL_MS;
+    } catch {
+      return true; // malformed: the pattern above says so
+    }
+  }, 'at most 365 days (P365D)').optional(),
 });
 
 export const RetryPolicy = z.strictObject({
@@ -94,7 +128,7 @@ export const RetryPolicy = z.strictObject({
     .min(0)
     .max(7 * 86_400_000)
     .default(300_000),
-  /** Error classes that may be retried. */
+  /** Error classes that may be retried (a set: order and repeats do not matter). */
   on: z.array(z.string().min(1).max(100)).max(50).default(['transient']),
 });
 
@@ -104,19 +138,31 @@ export const Checkpoint = z.strictObject({
   wipCommit: z.string().max(500).optional(),
 });
 
-/** Usage reported by an agent. In a PATCH these are increments since the last report. */
+/** Largest `costUsd` of one report: a billion dollars. */
+export const MAX_COST_INCREMENT = 1_000_000_000;
+/** Largest accumulated `costUsd` of a run or a job. */
+export const MAX_COST_TOTAL = 1_000_000_000_000;
+
+/** A counter increment: a whole number a JavaScript number holds exactly. */
+const Count = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
+
+/**
+ * Usage reported by an agent. In a PATCH these are increments since the last report.
+ * Each is bounded, and a report whose totals would pass `Number.MAX_SAFE_INTEGER` (or
+ * {@link MAX_COST_TOTAL} dollars) is refused, so stored totals stay exact and finite.
+ */
 export const Insights = z.strictObject({
   model: z.string().max(200).optional(),
-  tokensIn: z.number().int().nonnegative().optional(),
-  tokensOut: z.number().int().nonnegative().optional(),
-  tokensCached: z.number().int().nonnegative().optional(),
-  costUsd: z.number().nonnegative().optional(),
+  tokensIn: Count.optional(),
+  tokensOut: Count.optional(),
+  tokensCached: Count.optional(),
+  costUsd: z.number().nonnegative().max(MAX_COST_INCREMENT).optional(),
   estimated: z.boolean().optional(),
-  turns: z.number().int().nonnegative().optional(),
-  toolCalls: z.number().int().nonnegative().optional(),
-  filesChanged: z.number().int().nonnegative().optional(),
-  linesAdded: z.number().int().nonnegative().optional(),
-  linesDeleted: z.number().int().nonnegative().optional(),
+  turns: Count.optional(),
+  toolCalls: Count.optional(),
+  filesChanged: Count.optional(),
+  linesAdded: Count.optional(),
+  linesDeleted: Count.optional(),
 });
 
 /** Numeric insight totals, always present (zeros), accumulated per run and per job. */
@@ -137,7 +183,18 @@ export const ErrorInfo = z.strictObject({
   message: z.string().max(10_000).default(''),
 });
 
+/** A JSON object as stored (documents read back; no depth check). */
 const JsonObject = z.record(z.string(), z.unknown());
+
+/**
+ * A JSON object from a client: at most {@link MAX_JSON_DEPTH} levels deep (checked
+ * without recursion), so canonical hashing, serialization and storage never meet a
+ * structure deep enough to exhaust the stack.
+ */
+const JsonInput = JsonObject.refine(
+  (v) => !jsonDepthExceeds(v, MAX_JSON_DEPTH),
+  `nested deeper than ${MAX_JSON_DEPTH} levels`,
+);
 
 // ---------------------------------------------------------------------------
 // Inputs
@@ -145,9 +202,9 @@ const JsonObject = z.record(z.string(), z.unknown());
 
 /** Body of a submission (`POST /fleet/jobs`). Unknown fields are rejected. */
 export const SubmitInput = z.strictObject({
-  idempotencyKey: z.string().min(1).max(200),
+  idempotencyKey: Identifier,
   bodyMd: z.string().max(1_000_000),
-  manifestSnapshot: JsonObject.default({}),
+  manifestSnapshot: JsonInput.default({}),
   priority: Priority.default('medium'),
   capabilities: z.array(Capability).max(50).default([]),
   deps: z.array(Identifier).max(500).default([]),
@@ -175,17 +232,32 @@ export const Artifact = z.strictObject({
     .optional(),
 });
 
-export const PatchInput = z.strictObject({
-  factoryId: Identifier,
-  leaseEpoch: z.number().int().nonnegative(),
-  to: PatchTarget,
-  checkpoint: Checkpoint.optional(),
-  result: JsonObject.optional(),
-  verifyResult: JsonObject.optional(),
-  error: ErrorInfo.optional(),
-  insights: Insights.optional(),
-  artifacts: z.array(Artifact).max(100).optional(),
-});
+/** Moves that end an attempt: the only ones whose run records `result` and `verifyResult`. */
+const ENDS_ATTEMPT = new Set(['shipped', 'failed']);
+
+export const PatchInput = z
+  .strictObject({
+    factoryId: Identifier,
+    leaseEpoch: z.number().int().nonnegative(),
+    to: PatchTarget,
+    checkpoint: Checkpoint.optional(),
+    result: JsonInput.optional(),
+    verifyResult: JsonInput.optional(),
+    error: ErrorInfo.optional(),
+    insights: Insights.optional(),
+    artifacts: z.array(Artifact).max(100).optional(),
+  })
+  .superRefine((p, ctx) => {
+    for (const field of ['result', 'verifyResult'] as const) {
+      if (p[field] !== undefined && !ENDS_ATTEMPT.has(p.to)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: [field],
+          message: `is recorded when an attempt ends: send it with to: shipped or failed (not ${p.to})`,
+        });
+      }
+    }
+  });
 
 /** A fenced write that changes no stage: checkpoint, insights, artifact pointers. */
 export const ProgressInput = z.strictObject({
@@ -217,7 +289,7 @@ export const ReleaseInput = z.strictObject({
 
 export const HeartbeatInput = z.strictObject({
   factoryId: Identifier,
-  descriptor: JsonObject.optional(),
+  descriptor: JsonInput.optional(),
   capabilities: z.array(Capability).max(50),
   health: Health,
   load: z.number().nonnegative().optional(),
@@ -375,6 +447,11 @@ export const EventDoc = z.strictObject({
   at: IsoTime,
   actor: z.string().nullable(),
   data: JsonObject,
+  /**
+   * The Fleet process that stored the event (an opaque stamp, set by the append): the
+   * one that reports it to listeners. Not part of the API's view of an event.
+   */
+  writer: z.string().max(64).optional(),
 });
 
 export const ArtifactDoc = z.strictObject({
@@ -389,4 +466,6 @@ export const ArtifactDoc = z.strictObject({
   leaseEpoch: z.number().int().nonnegative(),
   factoryId: z.string(),
   createdAt: IsoTime,
+  /** Job write that recorded this version (a pointer reported again under its name wins). */
+  rev: z.number().int().nonnegative().optional(),
 });

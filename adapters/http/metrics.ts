@@ -10,7 +10,7 @@
  * | `fleet_fenced_total` | counter | | HTTP calls answered `409 FENCED` |
  * | `fleet_reaped_leases_total` | counter | | supervisor sweeps ({@link FleetMetrics.recordSweep}) |
  * | `fleet_sweeps_total` | counter | outcome | supervisor sweeps |
- * | `fleet_sweep_jobs_total` | counter | action | what sweeps did: reaped, retried, budget_exceeded, repaired, unblocked |
+ * | `fleet_sweep_jobs_total` | counter | action | what sweeps did: reaped, retried, budget_exceeded, repaired, unblocked, failed (a job whose step failed: logged with its id and skipped) |
  * | `fleet_sweep_duration_seconds` | histogram | | supervisor sweeps |
  * | `fleet_claim_waiting` | gauge | | long-poll claims parked now |
  * | `fleet_claim_waits_total` | counter | outcome | parked claims by how they ended: claimed, timeout, disconnected, closed |
@@ -100,7 +100,14 @@ export class FleetMetrics {
   #fenced = 0;
   #reaped = 0;
   readonly #sweeps = { succeeded: 0, failed: 0 };
-  readonly #sweepJobs = { reaped: 0, retried: 0, budget_exceeded: 0, repaired: 0, unblocked: 0 };
+  readonly #sweepJobs = {
+    reaped: 0,
+    retried: 0,
+    budget_exceeded: 0,
+    repaired: 0,
+    unblocked: 0,
+    failed: 0,
+  };
   readonly #sweepDuration = new Histogram(SWEEP_BUCKETS);
   readonly #http = new Histogram(HTTP_BUCKETS);
   #claimWaiting = 0;
@@ -163,7 +170,10 @@ export class FleetMetrics {
   recordSweep(
     outcome: 'succeeded' | 'failed',
     durationMs: number,
-    report?: Pick<SweepReport, 'reaped' | 'retried' | 'budgetExceeded' | 'repaired' | 'unblocked'>,
+    report?: Pick<
+      SweepReport,
+      'reaped' | 'retried' | 'budgetExceeded' | 'repaired' | 'unblocked' | 'failedJobs'
+    >,
   ): void {
     this.#sweeps[outcome]++;
     this.#sweepDuration.observe(Math.max(0, durationMs) / 1000);
@@ -174,6 +184,7 @@ export class FleetMetrics {
       this.#sweepJobs.budget_exceeded += report.budgetExceeded;
       this.#sweepJobs.repaired += report.repaired;
       this.#sweepJobs.unblocked += report.unblocked;
+      this.#sweepJobs.failed += report.failedJobs;
     }
   }
 

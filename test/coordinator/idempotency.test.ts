@@ -214,7 +214,7 @@ describe.each(STORES.map((s) => [s.name, s] as const))(
           { budget: { tokens: 10 } },
           { retry: { delayMs: 5 } },
           { kind: 'composite' },
-          { parentId: 'parent-1' },
+          { parentId: dep.id },
           { trackerItemId: 'T-1' },
           { engineClass: 'claude' },
           { profile: 'p1' },

@@ -165,7 +165,7 @@ describe.each(STORES.map((s) => [s.name, s] as const))(
       }
       expect(await storeViolations(h.store)).toEqual([]);
       const rebuilt = rebuildAll(all);
-      expect(h.coord.projections.snapshot()).toEqual(rebuilt);
+      expect(h.coord.projections?.snapshot()).toEqual(rebuilt);
       const counts: Record<string, number> = {};
       for (const id of ids) {
         const stage = (await h.job(id)).stage;

@@ -167,6 +167,8 @@ describe('/metrics', () => {
     expect(value('fleet_reaped_leases_total')).toBe(1);
     expect(value('fleet_sweeps_total', { outcome: 'succeeded' })).toBe(1);
     expect(value('fleet_sweeps_total', { outcome: 'failed' })).toBe(1);
+    expect(value('fleet_sweep_jobs_total', { action: 'reaped' })).toBe(1);
+    expect(value('fleet_sweep_jobs_total', { action: 'failed' })).toBe(0);
     expect(value('fleet_sweep_duration_seconds_count')).toBe(2);
     expect(value('fleet_store_up')).toBe(1);
     const claimed = { route: '/fleet/claim', method: 'POST', status: '200' };

@@ -26,7 +26,11 @@
  * Coordinator calls that have no report of their own (a dependency notification) are
  * `unreported`: only the store tells what they did.
  *
- * No coordinator entry point: BUDGET_EXCEEDED for a job that holds no lease and was never
+ * | GIVE_BACK         | none: see below                                                            | —                               |
+ *
+ * No coordinator entry point: GIVE_BACK, which a claim sends only when it finds its
+ * factory over its seat limit because two processes granted the last seat at once (the
+ * race is driven in test/coordinator/defects.test.ts, item 9); and BUDGET_EXCEEDED for a job that holds no lease and was never
  * claimed since submission or its last requeue (`firstClaimedAt` null, usage zero): the
  * wall budget only runs from the first claim, and usage only grows under a lease (where
  * the budget check fires at once) and is reset by a requeue. `noEntryPoint` names it; the
@@ -279,6 +283,14 @@ export const MAPPING: Mapping = {
       return one(e, { status: 'unreported' });
     },
   },
+  GIVE_BACK: {
+    call: '(none: a claim racing another process for a factory’s last seat)',
+    onReject: 'unreported',
+    onAccept: 'unreported',
+    async perform() {
+      throw new Error('GIVE_BACK has no coordinator entry point (noEntryPoint)');
+    },
+  },
   BUDGET_EXCEEDED: {
     call: 'recordProgress(insights over budget) | sweep past the wall budget',
     onReject: 'ignored',
@@ -329,6 +341,9 @@ export function noEntryPoint(
   ctx: JobContext,
   accepted: boolean,
 ): string | null {
+  if (type === 'GIVE_BACK') {
+    return 'GIVE_BACK: sent only by a claim that finds its factory over its seat limit after a race between processes';
+  }
   if (
     type === 'BUDGET_EXCEEDED' &&
     accepted &&

@@ -142,6 +142,9 @@ function workerCases(type: WorkerType): Case[] {
       case 'RENEW':
         variants.push(['', (c, t) => ({ type, ...base(c, t), expiresAt: t + RENEW_MS })]);
         break;
+      case 'GIVE_BACK':
+        variants.push(['', (c, t) => ({ type, ...base(c, t), firstClaimedAt: null })]);
+        break;
       default:
         variants.push(['', (c, t) => ({ type, ...base(c, t) })]);
     }
@@ -179,6 +182,7 @@ export const CASES_BY_TYPE: Readonly<Record<JobMachineEventType, readonly Case[]
   RENEW: workerCases('RENEW'),
   RELEASE: workerCases('RELEASE'),
   RECORD: workerCases('RECORD'),
+  GIVE_BACK: workerCases('GIVE_BACK'),
   LEASE_EXPIRED: [
     ...[true, false].map(
       (depsMet): Case => ({

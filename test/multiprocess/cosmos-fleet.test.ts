@@ -65,8 +65,11 @@ const RETRY = { max: 5, backoff: 'fixed', delayMs: 50 } as const;
 const SUBMIT_CONCURRENCY = 8;
 /** Reads in flight at once while checking. */
 const CHECK_CONCURRENCY = 8;
-/** The whole run (submission and work) must end within this. */
-const WORK_DEADLINE_MS = 230_000;
+/**
+ * The run ends when every job shipped, or fails when no job shipped for this long (a
+ * stall, not a slow machine: under a saturated CPU the run just takes longer).
+ */
+const STALL_MS = 120_000;
 
 const SEED = Number(process.env.FLEET_TEST_SEED ?? Math.floor(Math.random() * 2 ** 31));
 const PRODUCT = 'acme';
@@ -99,6 +102,8 @@ interface FleetEvent {
     factoryId?: string | null;
     errorClass?: string | null;
   };
+  /** Set on stored events only: the appending process's stamp (not in the API's view). */
+  writer?: string;
 }
 
 /** The jobs to submit: priorities, deps on earlier jobs (no cycle possible), who fails once. */
@@ -253,7 +258,7 @@ afterAll(async () => {
 
 describe('three fleet processes on one Cosmos DB database', () => {
   it(`${JOBS} jobs with deps, retries and zombies: each shipped exactly once, every zombie fenced`, {
-    timeout: 300_000,
+    timeout: 1_200_000,
   }, async () => {
     const started = performance.now();
     console.log(`[multiprocess] seed ${SEED} (set FLEET_TEST_SEED to replay the plan)`);
@@ -339,10 +344,18 @@ describe('three fleet processes on one Cosmos DB database', () => {
     submission.catch((e) => {
       submitError = e;
     });
-    const deadline = started + WORK_DEADLINE_MS;
     let lastReport = started;
+    let shipped = 0;
+    let lastShip = started;
     while (ledger.ships.size < JOBS && submitError === undefined) {
-      if (performance.now() > deadline) break;
+      if (ledger.ships.size > shipped) {
+        shipped = ledger.ships.size;
+        lastShip = performance.now();
+      }
+      if (performance.now() - lastShip > STALL_MS) {
+        console.log(`[multiprocess] stalled: nothing shipped for ${STALL_MS / 1000} s`);
+        break;
+      }
       if (performance.now() - lastReport > 20_000) {
         lastReport = performance.now();
         console.log(
@@ -398,7 +411,8 @@ describe('three fleet processes on one Cosmos DB database', () => {
         items.push(...page.body.items);
         after = page.body.nextCursor;
       } while (after !== null);
-      const stored = events.get(id) ?? [];
+      // Clients see each event without its writer stamp (who appended it).
+      const stored = (events.get(id) ?? []).map(({ writer: _w, ...e }) => e);
       if (!isDeepStrictEqual(items, stored)) {
         apiMismatches.push(`job ${id}: GET events differs from the stored stream`);
       }

@@ -62,7 +62,11 @@ export async function logicalJob(
   if (!job) return null;
   const { _etag: _e, outbox, ...doc } = job;
   const events = new Map<number, EventDoc>();
-  for (const e of await store.events.list(jobId, { limit: 100_000 })) events.set(e.seq, e);
+  for (const e of await store.events.list(jobId, { limit: 100_000 })) {
+    // Clients never see who appended an event (its `writer` stamp).
+    const { writer: _w, ...event } = e;
+    events.set(e.seq, event);
+  }
   const runs = new Map<string, RunDoc>();
   for (const r of (await store.runs.list(jobId, { limit: 1000 })).items) runs.set(r.id, strip(r));
   const stored = await store.leases.read(jobId, jobId);
@@ -74,7 +78,7 @@ export async function logicalJob(
     if (e.kind === 'event' && !events.has(e.event.seq)) events.set(e.event.seq, e.event);
     if (e.kind === 'run' && (runs.get(e.run.id)?.rev ?? -1) < e.run.rev) runs.set(e.run.id, e.run);
     if (e.kind === 'lease' && (lease?.rev ?? -1) < e.lease.rev) lease = e.lease;
-    if (e.kind === 'artifact' && !artifacts.has(e.artifact.id))
+    if (e.kind === 'artifact' && (artifacts.get(e.artifact.id)?.rev ?? -1) < (e.artifact.rev ?? -1))
       artifacts.set(e.artifact.id, e.artifact);
   }
   return {
@@ -173,6 +177,7 @@ export class Checker {
     if (earlier !== undefined)
       this.violation(`event ${event.id} reported twice (process ${earlier}, then ${who})`);
     this.#reportedBy.set(event.id, who);
+    this.#appendProc.delete(event.id);
     this.#recent.push({ proc: who, event });
   }
 
@@ -293,10 +298,19 @@ export class Checker {
       for (const e of stored) {
         storedById.set(e.id, e);
         const copy = pending.get(e.seq);
-        if (copy && !isDeepStrictEqual(copy, e))
+        // The stored copy carries its appender's stamp (`writer`); the rest is the outbox's.
+        const { writer: _w, ...content } = e;
+        if (copy && !isDeepStrictEqual(copy, content))
           this.violation(`${w.label(job.id)}: stored event ${e.seq} differs from its outbox copy`);
-        // 6. Reported by some process, unless still pending or its process crashed.
-        if (!this.#reportedBy.has(e.id) && !pending.has(e.seq) && !this.#exempt.has(e.id)) {
+        // 6. Reported by some process, unless still pending, its process crashed, or the
+        // live process whose append had an unknown outcome has yet to settle it (its next
+        // operation or sweep does; `final` checks that it did).
+        if (
+          !this.#reportedBy.has(e.id) &&
+          !pending.has(e.seq) &&
+          !this.#exempt.has(e.id) &&
+          !this.#appendProc.has(e.id)
+        ) {
           this.violation(
             `${w.label(job.id)}: event ${e.seq} (${e.type}) is stored but no process reported it, and it is no longer pending: live projections and listeners never see it`,
           );
@@ -333,7 +347,7 @@ export class Checker {
     this.#recent = [];
     for (const proc of w.procs) {
       w.stats.assertions++;
-      const live = proc.coord.projections.snapshot();
+      const live = proc.coord.projections?.snapshot();
       const rebuilt = rebuildAll(proc.delivered);
       if (!isDeepStrictEqual(live, rebuilt)) {
         this.violation(
@@ -368,6 +382,14 @@ export class Checker {
   /** After the liveness phase: every outbox carried out, every stream complete. */
   async final(): Promise<void> {
     const w = this.#world;
+    // Every unknown-outcome append of a live process was settled: reported if it landed.
+    for (const [eventId] of this.#appendProc) {
+      const jobId = eventId.slice(0, eventId.lastIndexOf('.'));
+      const stored = await w.inner.events.read(jobId, eventId);
+      w.stats.assertions++;
+      if (stored !== null && !this.#reportedBy.has(eventId))
+        this.violation(`event ${eventId} landed after an unknown outcome and was never reported`);
+    }
     const pending = await w.inner.jobs.withOutbox({ limit: 100 });
     w.stats.assertions++;
     for (const job of pending)

@@ -1,11 +1,13 @@
 /**
  * `npm run sim -- [--seeds N] [--seed S] [--from S] [--store memory|sqlite] [--steps K]
- *                 [--unknown-append-outcomes] [--max-failures F]`
+ *                 [--no-unknown-append-outcomes] [--max-failures F]`
  *
  * Runs seeds `from .. from+N-1` (or the one `--seed`) through the simulator and prints
  * steps, faults injected, invariant checks and violations. On a violation it prints the
  * seed, the schedule fast-check shrank it to and a step-by-step replay of that schedule,
- * and exits 1. Stops after `--max-failures` failing seeds (default 3).
+ * and exits 1. Stops after `--max-failures` failing seeds (default 3). Unknown-outcome
+ * faults on event appends are in by default; `--no-unknown-append-outcomes` turns them
+ * into faults that never reach the store.
  */
 import { parseArgs } from 'node:util';
 import { addStats, formatSchedule, runSeed, traceSchedule } from './property.js';
@@ -18,7 +20,7 @@ const { values } = parseArgs({
     from: { type: 'string', default: '1' },
     store: { type: 'string', default: 'memory' },
     steps: { type: 'string', default: '100' },
-    'unknown-append-outcomes': { type: 'boolean', default: false },
+    'no-unknown-append-outcomes': { type: 'boolean', default: false },
     'max-failures': { type: 'string', default: '3' },
   },
   strict: true,
@@ -47,12 +49,16 @@ const seeds: number[] =
         { length: int('seeds', values.seeds ?? '100') },
         (_, i) => int('from', values.from) + i,
       );
-const options = { store, steps, unknownAppendOutcomes: values['unknown-append-outcomes'] };
+const options = {
+  store,
+  steps,
+  unknownAppendOutcomes: !values['no-unknown-append-outcomes'],
+};
 
 const total: SimStats = newStats();
 
 console.log(
-  `fleet simulator: ${seeds.length} seed(s) from ${seeds[0]}, store ${store}, ${steps} steps per schedule${options.unknownAppendOutcomes ? ', with unknown-outcome event appends' : ''}`,
+  `fleet simulator: ${seeds.length} seed(s) from ${seeds[0]}, store ${store}, ${steps} steps per schedule${options.unknownAppendOutcomes ? '' : ', without unknown-outcome event appends'}`,
 );
 const started = performance.now();
 let lastReport = started;
@@ -67,7 +73,7 @@ for (const seed of seeds) {
     failing++;
     violations += outcome.violations.length;
     console.log(
-      `\nVIOLATION at seed ${seed} (replay: npm run sim -- --seed ${seed} --store ${store} --steps ${steps}${options.unknownAppendOutcomes ? ' --unknown-append-outcomes' : ''})`,
+      `\nVIOLATION at seed ${seed} (replay: npm run sim -- --seed ${seed} --store ${store} --steps ${steps}${options.unknownAppendOutcomes ? '' : ' --no-unknown-append-outcomes'})`,
     );
     for (const v of outcome.violations) console.log(`  ${v}`);
     if (outcome.failure) {

@@ -60,11 +60,10 @@ export interface SimOptions {
   livenessRounds?: number;
   /**
    * Unknown-outcome (`after`) and timed-out (`late`) faults on `events.append` in a
-   * process that survives them. These trip a known coordinator bug (the event is
-   * stored but never reported to the process's projections and listeners; see
-   * README.md of test/sim), so they are off unless asked for. Crash-tagged faults on
-   * `events.append` are always in.
-   * @defaultValue false
+   * process that survives them. They once tripped a coordinator bug (the event was
+   * stored but never reported; see README.md of test/sim), fixed since: on by default;
+   * `false` turns them into `before` faults. Crash-tagged faults are always in.
+   * @defaultValue true
    */
   unknownAppendOutcomes?: boolean;
   /** Called with a line per step (replaying a failure). */
@@ -297,7 +296,7 @@ export class World {
       processes: 2,
       leaseMs: 30_000,
       livenessRounds: 30,
-      unknownAppendOutcomes: false,
+      unknownAppendOutcomes: true,
       ...options,
     };
     this.rng = seededRng(schedule.rngSeed);
@@ -356,6 +355,7 @@ export class World {
       clock: this.clock,
       random: this.rng,
       leaseMs: this.opts.leaseMs,
+      liveProjections: true,
       ...(this.opts.machine ? { machine: this.opts.machine } : {}),
     });
     const proc: Proc = { index, gen, coord, delivered: [] };
@@ -1134,6 +1134,15 @@ export class World {
         this.checker.violation(
           `liveness: a sweep failed without faults: ${describeErr(outcome.error)}`,
         );
+      // Every process runs a supervisor in production (`fleet serve`): the others sweep too.
+      for (const proc of this.procs) {
+        if (proc === this.supervisorProc) continue;
+        try {
+          await proc.coord.sweep();
+        } catch (e) {
+          this.checker.violation(`liveness: a sweep failed without faults: ${describeErr(e)}`);
+        }
+      }
       // Honest factories finish what they hold (stale beliefs get FENCED and are dropped).
       for (const f of this.#alive()) {
         for (const h of [...f.held.values()]) await this.#finish(f, h, false);

@@ -138,7 +138,8 @@ export function faulty(inner: DocumentStore): FaultyStore {
     profiles: wrap('profiles', inner.profiles),
     events: wrap('events', inner.events),
     artifacts: wrap('artifacts', inner.artifacts),
-    sync: () => inner.sync(),
+    mark: () => inner.mark(),
+    sync: (from?: number) => inner.sync(from),
     ping: () => inner.ping(),
     close: () => inner.close(),
     failNext(container, method, options = {}) {

@@ -55,7 +55,14 @@ export async function makeHarness(
 ): Promise<Harness> {
   const store = await factory.open();
   const clock = new SimulatedClock();
-  const coord = new Coordinator({ store, clock, random: () => 0.5, leaseMs: 60_000, ...options });
+  const coord = new Coordinator({
+    store,
+    clock,
+    random: () => 0.5,
+    leaseMs: 60_000,
+    liveProjections: true,
+    ...options,
+  });
   const product = `p-${randomUUID().slice(0, 8)}`;
   const h: Harness = {
     store,

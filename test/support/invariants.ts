@@ -19,12 +19,11 @@ export async function allJobs(store: DocumentStore): Promise<JobDoc[]> {
   for (const stage of STAGES) {
     let cursor: string | null = null;
     do {
-      const page: { items: JobDoc[]; nextCursor: string | null } = await store.jobs.listByStage({
-        stage,
-        limit: 500,
-        cursor,
-      });
-      jobs.push(...page.items);
+      const page = await store.jobs.listByStage({ stage, limit: 500, cursor });
+      for (const link of page.items) {
+        const job = await store.jobs.read(link.productId, link.id);
+        if (job) jobs.push(job);
+      }
       cursor = page.nextCursor;
     } while (cursor !== null);
   }

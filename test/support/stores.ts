@@ -32,7 +32,8 @@ async function openTempSqlite(): Promise<DocumentStore> {
     profiles: store.profiles,
     events: store.events,
     artifacts: store.artifacts,
-    sync: () => store.sync(),
+    mark: () => store.mark(),
+    sync: (from?: number) => store.sync(from),
     ping: () => store.ping(),
     close: async () => {
       try {

@@ -65,8 +65,13 @@ describe('job machine', () => {
     expect(shipped.value).toBe('shipped');
     expect(shipped.status).toBe('done');
     expect(shipped.context).toMatchObject({ leaseEpoch: 2, holder: null, leaseExpiresAt: null });
-    expect(actions.map((a) => a.type)).toEqual(['closeRun', 'notifyDependents']);
-    expect(actions[0]?.params).toEqual({ exit: 'shipped' });
+    // Leaving testing notifies (soft dependents), entering shipped too (the draft keeps one).
+    expect(actions.map((a) => a.type)).toEqual([
+      'notifyDependents',
+      'closeRun',
+      'notifyDependents',
+    ]);
+    expect(actions[1]?.params).toEqual({ exit: 'shipped' });
   });
 
   it('returns the same snapshot object for every rejected event', () => {

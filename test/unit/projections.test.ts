@@ -23,6 +23,7 @@ import {
   reduceStageCounts,
   reduceTimeline,
   STAGES,
+  timelineEntries,
 } from '../../runtime/projections.js';
 import type { EventDoc, Stage, Usage } from '../../runtime/types.js';
 
@@ -368,7 +369,7 @@ describe('timeline', () => {
       .stageChanged('f1', 'building')
       .insights('f1', { ...zeroUsage(), tokensIn: 5 })
       .stageChanged('f1', 'shipped');
-    const timeline = foldWith(reduceTimeline, INITIAL_TIMELINE, job.events);
+    const timeline = timelineEntries(foldWith(reduceTimeline, INITIAL_TIMELINE, job.events));
     expect(timeline).toEqual([
       {
         seq: 1,
@@ -626,7 +627,7 @@ describe('every event type', () => {
       expect(() => reduceTimeline(INITIAL_TIMELINE, event), type).not.toThrow();
       expect(() => reduceInsightTotals(INITIAL_INSIGHT_TOTALS, event), type).not.toThrow();
       expect(() => reduceStageCounts(full, event), type).not.toThrow();
-      expect(reduceTimeline(INITIAL_TIMELINE, event)[0]?.type).toBe(type);
+      expect(reduceTimeline(INITIAL_TIMELINE, event).last?.type).toBe(type);
       const live = new LiveProjections();
       expect(live.apply(ev('p1', 'j1', 1, type, data[type]))).toBe('applied');
     }
@@ -784,7 +785,7 @@ describe('properties', () => {
         for (const e of clean) perJob.set(e.jobId, [...(perJob.get(e.jobId) ?? []), e]);
         for (const [jobId, events] of perJob) {
           expect(rebuilt.timelines[jobId]).toEqual(
-            foldWith(reduceTimeline, INITIAL_TIMELINE, events),
+            timelineEntries(foldWith(reduceTimeline, INITIAL_TIMELINE, events)),
           );
           expect(rebuilt.insightTotals[jobId]).toEqual(
             foldWith(reduceInsightTotals, INITIAL_INSIGHT_TOTALS, events),

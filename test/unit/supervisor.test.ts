@@ -18,7 +18,14 @@ function simulatedClock(): SimulatedClock {
   return clock;
 }
 
-const ZERO: SweepReport = { reaped: 0, retried: 0, budgetExceeded: 0, repaired: 0, unblocked: 0 };
+const ZERO: SweepReport = {
+  reaped: 0,
+  retried: 0,
+  budgetExceeded: 0,
+  repaired: 0,
+  unblocked: 0,
+  failedJobs: 0,
+};
 
 /** Resolves with the next report of the given phase. */
 function nextReport<P extends SupervisorEvent['phase']>(

@@ -67,6 +67,7 @@ import type {
   FactoriesContainer,
   FactoryDoc,
   JobDoc,
+  JobLink,
   JobsContainer,
   LeaseDoc,
   LeasesContainer,
@@ -669,6 +670,25 @@ class ListedContainer<T extends { id: string }> extends CosmosContainer<T> {
 // ---------------------------------------------------------------------------
 
 const ACTIVE = [...ACTIVE_STAGES];
+
+/** The fields of a job link, plus the ones its orders need (`seq`). */
+const LINK_FIELDS = 'c.id, c.productId, c.stage, c.deps, c.depsMode, c.seq';
+interface LinkRaw {
+  id: string;
+  productId: string;
+  stage: Stage;
+  deps?: string[];
+  depsMode?: string;
+  seq: number;
+}
+const linkOf = (r: LinkRaw): JobLink => ({
+  productId: r.productId,
+  id: decodeId(r.id),
+  stage: r.stage,
+  seq: r.seq,
+  deps: r.deps === undefined ? [] : [...new Set(r.deps)],
+  depsMode: r.depsMode === 'soft' ? 'soft' : 'hard',
+});
 const listCursor = cursorCodec('jobs.list', cursorParts('newest'));
 const stageCursor = cursorCodec('jobs.listByStage', cursorParts('oldest'));
 
@@ -729,25 +749,75 @@ class CosmosJobs extends CosmosContainer<JobDoc> implements JobsContainer {
     return this.page('list', where, params, 'newest', listCursor, q, q.productId);
   }
 
-  listByStage(q: PageRequest & { stage: Stage }): Promise<Page<Stored<JobDoc>>> {
-    return this.page(
-      'listByStage',
-      'c.stage = @stage',
-      [param('@stage', q.stage)],
-      'oldest',
-      stageCursor,
-      q,
-    );
+  listByStage(q: PageRequest & { stage: Stage }): Promise<Page<JobLink>> {
+    return this.engine.call('jobs.listByStage', async () => {
+      const limit = requireLimit(q.limit, 1);
+      const after =
+        q.cursor === undefined || q.cursor === null ? undefined : stageCursor.decode(q.cursor);
+      const conditions = ['c.stage = @stage'];
+      const params = [param('@stage', q.stage), param('@top', limit + 1)];
+      if (after !== undefined) {
+        conditions.push(afterKey('oldest', 'k'));
+        params.push(...keyParams(after, 'k'));
+      }
+      const rows = await this.query<LinkRaw>(
+        `SELECT TOP @top ${LINK_FIELDS} FROM c WHERE ${conditions.join(' AND ')} ${orderBy('oldest')}`,
+        params,
+      );
+      const more = rows.length > limit;
+      if (more) rows.length = limit;
+      const last = rows[rows.length - 1];
+      return {
+        items: rows.map(linkOf),
+        nextCursor:
+          more && last !== undefined ? stageCursor.encode(keyOf('oldest', last as Raw)) : null,
+      };
+    });
   }
 
-  dependents(productId: string, jobId: string): Promise<Stored<JobDoc>[]> {
+  dependents(productId: string, jobId: string): Promise<JobLink[]> {
     return this.engine.call('jobs.dependents', async () => {
-      const rows = await this.query<Raw>(
-        'SELECT * FROM c WHERE c.productId = @pk AND ARRAY_CONTAINS(c.deps, @dep)',
+      const rows = await this.query<LinkRaw>(
+        `SELECT ${LINK_FIELDS} FROM c WHERE c.productId = @pk AND ARRAY_CONTAINS(c.deps, @dep)`,
         [param('@pk', productId), param('@dep', jobId)],
         productId,
       );
-      return rows.map((r) => this.out(r));
+      // Submission order, like the other stores.
+      rows.sort((a, b) => a.seq - b.seq || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+      return rows.map(linkOf);
+    });
+  }
+
+  links(productId: string, ids: readonly string[]): Promise<JobLink[]> {
+    return this.engine.call('jobs.links', async () => {
+      if (!Array.isArray(ids)) throw new StoreFault('invalid', 'ids must be an array');
+      const wanted = [...new Set(ids.filter((id) => typeof id === 'string' && id !== ''))];
+      if (wanted.length === 0 || typeof productId !== 'string' || productId === '') return [];
+      const rows = await this.query<LinkRaw>(
+        `SELECT ${LINK_FIELDS} FROM c WHERE c.productId = @pk AND ARRAY_CONTAINS(@ids, c.id)`,
+        [param('@pk', productId), param('@ids', wanted.map(encodeId))],
+        productId,
+      );
+      return rows.map(linkOf);
+    });
+  }
+
+  heldBy(
+    productId: string,
+    factoryId: string,
+    limit: number,
+  ): Promise<Array<{ id: string; seq: number }>> {
+    return this.engine.call('jobs.heldBy', async () => {
+      const n = requireLimit(limit, 0);
+      const rows = await this.query<{ id: string; seq: number }>(
+        'SELECT c.id, c.seq FROM c WHERE c.productId = @pk AND c.holderFactoryId = @f AND ARRAY_CONTAINS(@active, c.stage)',
+        [param('@pk', productId), param('@f', factoryId), param('@active', ACTIVE)],
+        productId,
+      );
+      return rows
+        .map((r) => ({ id: decodeId(r.id), seq: r.seq }))
+        .sort((a, b) => a.seq - b.seq || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+        .slice(0, n);
     });
   }
 
@@ -945,7 +1015,12 @@ class CosmosDocumentStore implements CosmosStore {
   }
 
   /** Every write is committed when it answers. */
-  sync(): Promise<void> {
+  /** Every write is committed when it answers: nothing to mark. */
+  mark(): number {
+    return 0;
+  }
+
+  sync(_from?: number): Promise<void> {
     return this.engine.call('sync', async () => {});
   }
 

@@ -21,12 +21,14 @@ import type {
   ArtifactsContainer,
   ClaimQuery,
   Container,
+  DepsMode,
   DocumentStore,
   EventDoc,
   EventsContainer,
   FactoriesContainer,
   FactoryDoc,
   JobDoc,
+  JobLink,
   JobsContainer,
   LeaseDoc,
   LeasesContainer,
@@ -384,6 +386,7 @@ interface JobFacts {
   readonly dueAt: string | null;
   /** Distinct dependency ids. */
   readonly deps: readonly string[];
+  readonly depsMode: DepsMode;
   readonly holder: string | null;
   readonly hasOutbox: boolean;
 }
@@ -463,6 +466,7 @@ function jobFacts(doc: Record<string, unknown>, productId: string, id: string): 
     notBefore: nullableString(doc.notBefore, 'job.notBefore'),
     dueAt: nullableString(doc.dueAt, 'job.dueAt'),
     deps: [...new Set(stringArray(doc.deps, 'job.deps'))],
+    depsMode: doc.depsMode === 'soft' ? 'soft' : 'hard',
     holder: nullableString(doc.holderFactoryId, 'job.holderFactoryId'),
     hasOutbox: outbox !== undefined && outbox.length > 0,
   };
@@ -660,6 +664,15 @@ class JobIndexes implements TableSpec<JobFacts> {
   }
 }
 
+const linkOf = (f: JobFacts): JobLink => ({
+  productId: f.productId,
+  id: f.id,
+  stage: f.stage as Stage,
+  seq: f.seq,
+  deps: f.deps,
+  depsMode: f.depsMode,
+});
+
 const claimKey = (f: JobFacts): ClaimKey => ({
   rank: f.rank,
   seq: f.seq,
@@ -729,23 +742,55 @@ class MemoryJobs extends MemoryContainer<JobDoc, JobFacts> implements JobsContai
     });
   }
 
-  listByStage(q: PageRequest & { stage: Stage }): Promise<Page<Stored<JobDoc>>> {
+  listByStage(q: PageRequest & { stage: Stage }): Promise<Page<JobLink>> {
     return this.query('listByStage', () =>
-      pageOf(this.#ix.byStage.get(q.stage), q, stageCursor, (k) =>
-        this.table.load(k.productId, k.id),
-      ),
+      pageOf(this.#ix.byStage.get(q.stage), q, stageCursor, (k) => this.#link(k.productId, k.id)),
     );
   }
 
-  dependents(productId: string, jobId: string): Promise<Stored<JobDoc>[]> {
+  dependents(productId: string, jobId: string): Promise<JobLink[]> {
     return this.query('dependents', () => {
       const ids = this.#ix.dependents.get(pair(productId, jobId));
       if (ids === undefined) return [];
       // Deterministic order (submission order), whatever order the index was built in.
       return [...ids]
-        .map((id) => this.table.load(productId, id))
-        .sort((a, b) => a.seq - b.seq || compareStrings(a.id, b.id));
+        .map((id) => this.table.get(productId, id)!.facts)
+        .sort((a, b) => a.seq - b.seq || compareStrings(a.id, b.id))
+        .map(linkOf);
     });
+  }
+
+  links(productId: string, ids: readonly string[]): Promise<JobLink[]> {
+    return this.query('links', () => {
+      if (!Array.isArray(ids)) throw new StoreFault('invalid', 'ids must be an array');
+      const out: JobLink[] = [];
+      for (const id of new Set(ids)) {
+        const rec = typeof id === 'string' ? this.table.get(productId, id) : undefined;
+        if (rec !== undefined) out.push(linkOf(rec.facts));
+      }
+      return out;
+    });
+  }
+
+  heldBy(
+    productId: string,
+    factoryId: string,
+    limit: number,
+  ): Promise<Array<{ id: string; seq: number }>> {
+    return this.query('heldBy', () => {
+      const n = requireLimit(limit, 0);
+      const ids = this.#ix.held.get(pair(productId, factoryId)) ?? new Set<string>();
+      return [...ids]
+        .map((id) => ({ id, seq: this.table.get(productId, id)!.facts.seq }))
+        .sort((a, b) => a.seq - b.seq || compareStrings(a.id, b.id))
+        .slice(0, n);
+    });
+  }
+
+  #link(productId: string, id: string): JobLink {
+    const rec = this.table.get(productId, id);
+    if (rec === undefined) throw new Error(`index names ${productId}/${id}, which is not stored`);
+    return linkOf(rec.facts);
   }
 
   due(q: {
@@ -1014,8 +1059,13 @@ class MemoryStore implements DocumentStore {
     };
   }
 
+  /** Nothing here is batched: every write applies when it returns. */
+  mark(): number {
+    return 0;
+  }
+
   /** Writes apply when they return and nothing here is durable: resolves at once. */
-  async sync(): Promise<void> {
+  async sync(_from?: number): Promise<void> {
     if (this.#engine.closed)
       throw mapError(new StoreFault('closed', 'the store is closed'), 'sync');
   }

@@ -131,6 +131,49 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX artifacts_list ON artifacts (pk, created_at, id);
     `,
   },
+
+  {
+    version: 2,
+    description: 'jobs.deps_mode: dependency status from index columns, never the document',
+    // SQLite appends an added column after `json`, where reading it would walk the
+    // document's overflow pages; the table is rebuilt so `deps_mode` sits with the
+    // other small columns. Every index is recreated (dropped with the old table).
+    sql: `
+      CREATE TABLE jobs_v2 (
+        pk          TEXT NOT NULL,
+        id          TEXT NOT NULL,
+        etag        TEXT NOT NULL,
+        stage       TEXT NOT NULL,
+        rank        INTEGER NOT NULL,
+        seq         INTEGER NOT NULL,
+        caps_key    TEXT NOT NULL,
+        not_before  TEXT,
+        due_at      TEXT,
+        holder      TEXT,
+        has_outbox  INTEGER NOT NULL,
+        deps_key    TEXT NOT NULL,
+        deps_mode   TEXT NOT NULL,
+        json        TEXT NOT NULL,
+        PRIMARY KEY (pk, id)
+      );
+      INSERT INTO jobs_v2 (pk, id, etag, stage, rank, seq, caps_key, not_before, due_at, holder,
+                           has_outbox, deps_key, deps_mode, json)
+        SELECT pk, id, etag, stage, rank, seq, caps_key, not_before, due_at, holder, has_outbox,
+               deps_key, CASE json_extract(json, '$.depsMode') WHEN 'soft' THEN 'soft' ELSE 'hard' END,
+               json
+        FROM jobs;
+      DROP TABLE jobs;
+      ALTER TABLE jobs_v2 RENAME TO jobs;
+      CREATE INDEX jobs_claim ON jobs (pk, caps_key, rank, seq, id, not_before)
+        WHERE stage = 'queued';
+      CREATE INDEX jobs_due ON jobs (due_at, id, pk) WHERE due_at IS NOT NULL;
+      CREATE INDEX jobs_list ON jobs (pk, seq DESC, id);
+      CREATE INDEX jobs_list_stage ON jobs (pk, stage, seq DESC, id);
+      CREATE INDEX jobs_stage ON jobs (stage, seq, id, pk);
+      CREATE INDEX jobs_held ON jobs (pk, holder) WHERE holder IS NOT NULL;
+      CREATE INDEX jobs_outbox ON jobs (pk, id) WHERE has_outbox = 1;
+    `,
+  },
 ];
 
 /** The schema version this build creates and understands. */

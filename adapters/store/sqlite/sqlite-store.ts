@@ -57,12 +57,14 @@ import type {
   ArtifactsContainer,
   ClaimQuery,
   Container,
+  DepsMode,
   DocumentStore,
   EventDoc,
   EventsContainer,
   FactoriesContainer,
   FactoryDoc,
   JobDoc,
+  JobLink,
   JobsContainer,
   LeaseDoc,
   LeasesContainer,
@@ -253,7 +255,10 @@ class Batch {
   resolve!: () => void;
   reject!: (e: FleetError) => void;
   writes = 0;
-  constructor() {
+  /** Position in the store's sequence of batches (1, 2, 3...). */
+  readonly number: number;
+  constructor(number: number) {
+    this.number = number;
     this.promise = new Promise<void>((res, rej) => {
       this.resolve = res;
       this.reject = rej;
@@ -275,6 +280,11 @@ class Engine {
   #batch: Batch | null = null;
   /** The promise of the last batch that ended (what `sync()` returns when none is open). */
   #ended: Promise<void> = RESOLVED;
+  /** Number of the last batch opened (0: none yet). */
+  #opened = 0;
+  /** Number of the last batch whose commit failed (0: none), and why. */
+  #lastFailed = 0;
+  #lastFailure: FleetError | null = null;
   readonly #begin: Statement;
   readonly #commit: Statement;
   readonly #rollback: Statement;
@@ -320,11 +330,34 @@ class Engine {
     }
   }
 
-  /** Resolves when the batch open now (or else the last one) is committed. */
-  sync(): Promise<void> {
+  /** The number the next write's batch will have, or has if one is open (see `sync`). */
+  mark(): number {
+    return this.#batch?.number ?? this.#opened + 1;
+  }
+
+  /**
+   * Without `from`: resolves when the batch open now (or else the last one) is committed.
+   * With `from` (a `mark()`): resolves when every write made since that mark is committed,
+   * and rejects if the commit of any batch since then failed, even one that ended before
+   * this call (a caller whose writes spanned several batches learns of each failure).
+   */
+  sync(from?: number): Promise<void> {
     if (this.closed)
       return Promise.reject(mapError(new StoreFault('closed', 'the store is closed'), 'sync'));
-    return this.#batch?.promise ?? this.#ended;
+    if (from === undefined) return this.#batch?.promise ?? this.#ended;
+    const check = (): void => {
+      if (this.#lastFailed >= from && this.#lastFailure !== null) throw this.#lastFailure;
+    };
+    const open = this.#batch;
+    if (open === null || open.number < from) {
+      try {
+        check();
+        return RESOLVED;
+      } catch (e) {
+        return Promise.reject(e);
+      }
+    }
+    return open.promise.then(check);
   }
 
   /** Commits the open batch (its waiters resolve), then closes the connection. */
@@ -338,7 +371,7 @@ class Engine {
 
   #open(): Batch {
     this.#begin.run();
-    const batch = new Batch();
+    const batch = new Batch(++this.#opened);
     this.#batch = batch;
     setImmediate(() => this.#end(batch));
     return batch;
@@ -373,13 +406,14 @@ class Engine {
     }
     for (const invalidate of this.#afterRollback) invalidate();
     const why = mapError(cause, 'sqlite');
-    batch.reject(
-      new FleetError(
-        'STORE_UNAVAILABLE',
-        `group commit failed, its writes were rolled back (${why.detail})`,
-        { cause },
-      ),
+    const failure = new FleetError(
+      'STORE_UNAVAILABLE',
+      `group commit failed, its writes were rolled back (${why.detail})`,
+      { cause },
     );
+    this.#lastFailed = batch.number;
+    this.#lastFailure = failure;
+    batch.reject(failure);
   }
 }
 
@@ -583,7 +617,11 @@ interface JobFacts {
   /** Distinct dependency ids, in document order, as JSON text. */
   readonly depsKey: string;
   readonly deps: readonly string[];
+  readonly depsMode: DepsMode;
 }
+
+/** A stored `depsMode`: anything but `soft` counts as the default, `hard`. */
+const depsModeOf = (value: unknown): DepsMode => (value === 'soft' ? 'soft' : 'hard');
 
 function jobFacts(doc: Record<string, unknown>): JobFacts {
   const stage = requireString(doc.stage, 'job.stage');
@@ -611,8 +649,20 @@ function jobFacts(doc: Record<string, unknown>): JobFacts {
     hasOutbox: outbox !== undefined && outbox.length > 0 ? 1 : 0,
     depsKey: deps.length === 0 ? '[]' : JSON.stringify(deps),
     deps,
+    depsMode: depsModeOf(doc.depsMode),
   };
 }
+
+/** A job's links from its columns: `[pk, id, stage, seq, deps_key, deps_mode]`. */
+type LinkRow = [string, string, string, number, string, string];
+const linkOf = (r: LinkRow): JobLink => ({
+  productId: r[0],
+  id: r[1],
+  stage: r[2] as Stage,
+  seq: r[3],
+  deps: JSON.parse(r[4]) as string[],
+  depsMode: depsModeOf(r[5]),
+});
 
 /**
  * The indexed job columns (the previous-version lookup returns them after `etag`). A
@@ -667,11 +717,15 @@ export const JOB_QUERIES = {
   listStageAfter: `SELECT seq, id, json FROM jobs
     WHERE pk = ? AND stage = ? AND seq <= ? AND (seq < ? OR id > ?)
     ORDER BY seq DESC, id ${LIMIT}`,
-  byStage: `SELECT seq, id, pk, json FROM jobs WHERE stage = ? ORDER BY seq, id, pk ${LIMIT}`,
-  byStageAfter: `SELECT seq, id, pk, json FROM jobs WHERE stage = ? AND (seq, id, pk) > (?, ?, ?)
-    ORDER BY seq, id, pk ${LIMIT}`,
-  dependents: `SELECT j.json FROM job_deps AS d JOIN jobs AS j ON j.pk = d.pk AND j.id = d.job_id
+  byStage: `SELECT seq, id, pk, stage, deps_key, deps_mode FROM jobs INDEXED BY jobs_stage
+    WHERE stage = ? ORDER BY seq, id, pk ${LIMIT}`,
+  byStageAfter: `SELECT seq, id, pk, stage, deps_key, deps_mode FROM jobs INDEXED BY jobs_stage
+    WHERE stage = ? AND (seq, id, pk) > (?, ?, ?) ORDER BY seq, id, pk ${LIMIT}`,
+  dependents: `SELECT j.pk, j.id, j.stage, j.seq, j.deps_key, j.deps_mode
+    FROM job_deps AS d JOIN jobs AS j ON j.pk = d.pk AND j.id = d.job_id
     WHERE d.pk = ? AND d.dep_id = ? ORDER BY j.seq, j.id`,
+  link: `SELECT pk, id, stage, seq, deps_key, deps_mode FROM jobs WHERE pk = ? AND id = ?`,
+  heldBy: `SELECT id, seq FROM jobs INDEXED BY jobs_held WHERE pk = ? AND holder = ?`,
   withOutbox: `SELECT json FROM jobs WHERE has_outbox = 1 ${LIMIT}`,
   countHeld: `SELECT count(*) FROM jobs WHERE pk = ? AND holder = ?`,
   /** Jobs per (product, stage): one pass over the (pk, stage, ...) index, never the table. */
@@ -755,8 +809,8 @@ class SqliteJobs extends SqliteContainer<JobDoc> implements JobsContainer {
     });
     const db = engine.db;
     this.#insertJob = db.prepare(
-      `INSERT INTO jobs (pk, id, etag, ${JOB_COLUMNS.join(', ')}, deps_key, json)
-       VALUES (?, ?, ?, ${JOB_COLUMNS.map(() => '?').join(', ')}, ?, ?)`,
+      `INSERT INTO jobs (pk, id, etag, ${JOB_COLUMNS.join(', ')}, deps_key, deps_mode, json)
+       VALUES (?, ?, ?, ${JOB_COLUMNS.map(() => '?').join(', ')}, ?, ?, ?)`,
     );
     this.#prev = db
       .prepare(`SELECT etag, ${JOB_COLUMNS.join(', ')}, deps_key FROM jobs WHERE pk = ? AND id = ?`)
@@ -780,17 +834,13 @@ class SqliteJobs extends SqliteContainer<JobDoc> implements JobsContainer {
       'byStageAfter',
       'queuedSets',
       'countByStage',
+      'dependents',
+      'link',
+      'heldBy',
     ] as const) {
       q[name].raw();
     }
-    for (const name of [
-      'due',
-      'dueAfter',
-      'dueAfterId',
-      'dependents',
-      'withOutbox',
-      'countHeld',
-    ] as const) {
+    for (const name of ['due', 'dueAfter', 'dueAfterId', 'withOutbox', 'countHeld'] as const) {
       q[name].pluck();
     }
     this.#q = q;
@@ -820,7 +870,7 @@ class SqliteJobs extends SqliteContainer<JobDoc> implements JobsContainer {
   #updateFor(mask: number): Statement {
     let stmt = this.#updates[mask];
     if (stmt === undefined) {
-      const set = ['etag = ?', 'deps_key = ?'];
+      const set = ['etag = ?', 'deps_key = ?', 'deps_mode = ?'];
       JOB_COLUMNS.forEach((c, i) => {
         if (mask & (1 << i)) set.push(`${c} = ?`);
       });
@@ -841,7 +891,7 @@ class SqliteJobs extends SqliteContainer<JobDoc> implements JobsContainer {
       const f = jobFacts(w.doc);
       this.engine.write(() => {
         // The insert goes first: it is the only statement that can fail on its own.
-        this.#insertJob.run(w.pk, w.id, w.etag, ...factValues(f), f.depsKey, w.json);
+        this.#insertJob.run(w.pk, w.id, w.etag, ...factValues(f), f.depsKey, f.depsMode, w.json);
         for (const dep of f.deps) this.#addDep.run(w.pk, dep, w.id);
       });
       this.#requeue(w.pk, null, f);
@@ -863,7 +913,7 @@ class SqliteJobs extends SqliteContainer<JobDoc> implements JobsContainer {
       if (prev === undefined) throw new StoreFault('missing', 'not found');
       if (prev[0] !== etag) throw new StoreFault('stale', 'etag does not match');
       const next = factValues(f);
-      const args: unknown[] = [w.etag, f.depsKey];
+      const args: unknown[] = [w.etag, f.depsKey, f.depsMode];
       let mask = 0;
       for (let i = 0; i < next.length; i++) {
         if (next[i] !== prev[i + 1]) {
@@ -984,7 +1034,7 @@ class SqliteJobs extends SqliteContainer<JobDoc> implements JobsContainer {
     });
   }
 
-  listByStage(q: PageRequest & { stage: Stage }): Promise<Page<Stored<JobDoc>>> {
+  listByStage(q: PageRequest & { stage: Stage }): Promise<Page<JobLink>> {
     return this.query('listByStage', () => {
       const limit = requireLimit(q.limit, 1);
       const after =
@@ -993,17 +1043,48 @@ class SqliteJobs extends SqliteContainer<JobDoc> implements JobsContainer {
         after === undefined
           ? this.#q.byStage.all(key(q.stage), limit + 1)
           : this.#q.byStageAfter.all(key(q.stage), after[0], after[1], after[2], limit + 1)
-      ) as unknown[][];
-      return pageOf<Stored<JobDoc>>(rows, limit, stageCursor);
+      ) as [number, string, string, string, string, string][];
+      const more = rows.length > limit;
+      if (more) rows.length = limit;
+      const last = rows.at(-1);
+      return {
+        items: rows.map(([seq, id, pk, stage, deps, mode]) =>
+          linkOf([pk, id, stage, seq, deps, mode]),
+        ),
+        nextCursor: more && last ? stageCursor.encode([last[0], last[1], last[2]]) : null,
+      };
     });
   }
 
-  dependents(productId: string, jobId: string): Promise<Stored<JobDoc>[]> {
+  dependents(productId: string, jobId: string): Promise<JobLink[]> {
     return this.query('dependents', () =>
-      (this.#q.dependents.all(key(productId), key(jobId)) as string[]).map(
-        (json) => JSON.parse(json) as Stored<JobDoc>,
-      ),
+      (this.#q.dependents.all(key(productId), key(jobId)) as LinkRow[]).map(linkOf),
     );
+  }
+
+  links(productId: string, ids: readonly string[]): Promise<JobLink[]> {
+    return this.query('links', () => {
+      if (!Array.isArray(ids)) throw new StoreFault('invalid', 'ids must be an array');
+      const out: JobLink[] = [];
+      for (const id of new Set(ids)) {
+        const row = this.#q.link.get(key(productId), key(id)) as LinkRow | undefined;
+        if (row !== undefined) out.push(linkOf(row));
+      }
+      return out;
+    });
+  }
+
+  heldBy(
+    productId: string,
+    factoryId: string,
+    limit: number,
+  ): Promise<Array<{ id: string; seq: number }>> {
+    return this.query('heldBy', () => {
+      const n = requireLimit(limit, 0);
+      const rows = this.#q.heldBy.all(key(productId), key(factoryId)) as [string, number][];
+      rows.sort((a, b) => a[1] - b[1] || compareStrings(a[0], b[0]));
+      return rows.slice(0, n).map(([id, seq]) => ({ id, seq }));
+    });
   }
 
   due(q: {
@@ -1249,9 +1330,13 @@ class SqliteDocumentStore implements DocumentStore {
     return this.#engine.commits;
   }
 
-  /** Resolves when the batch open now is committed (at once when none is). */
-  sync(): Promise<void> {
-    return this.#engine.sync();
+  mark(): number {
+    return this.#engine.mark();
+  }
+
+  /** Resolves when the batch open now is committed (at once when none is); see `Engine.sync`. */
+  sync(from?: number): Promise<void> {
+    return this.#engine.sync(from);
   }
 
   async ping(): Promise<void> {
