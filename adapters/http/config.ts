@@ -129,6 +129,25 @@ function got(value: string): string {
   return JSON.stringify(v);
 }
 
+/**
+ * Why `endpoint` is not a usable account URL, or null. A value that is not a URL is not
+ * quoted: the likeliest mistake is the account key pasted into the wrong variable.
+ */
+function endpointProblem(endpoint: string): string | null {
+  const example = 'e.g. https://myaccount.documents.azure.com:443/';
+  if (!URL.canParse(endpoint)) {
+    return `must be an http(s) URL, ${example} (the value is not shown: it is not a URL, and may be a secret)`;
+  }
+  const url = new URL(endpoint);
+  if (!/^https?:$/.test(url.protocol)) {
+    return `must be an http(s) URL, ${example} (got a ${url.protocol} URL)`;
+  }
+  if (url.username !== '' || url.password !== '') {
+    return 'must not carry a user name or password (the account key goes in COSMOS_KEY)';
+  }
+  return null;
+}
+
 /** An optional variable: undefined (or empty) → `fallback`, else parsed by `parse`. */
 function variable<T>(parse: (raw: string) => T | { error: string }, fallback: T) {
   return z
@@ -219,19 +238,51 @@ function issuePath(path: readonly PropertyKey[]): string {
   return path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('');
 }
 
-/** Parses a token list; problems are prefixed with `name` (the variable). */
+/**
+ * Where a JSON text stops being JSON, as "line L, column C", when the parser's message
+ * names a position; never any of the text itself (a token list is all secrets).
+ */
+function jsonErrorPlace(text: string, error: unknown): string {
+  const m = /position (\d+)/.exec(error instanceof Error ? error.message : '');
+  if (m === null) return '';
+  const before = text.slice(0, Number(m[1]));
+  const line = before.split('\n').length;
+  const column = before.length - before.lastIndexOf('\n');
+  return ` at line ${line}, column ${column}`;
+}
+
+const TOKEN_MEMBERS = Object.keys(TokenSchema.shape).join(', ');
+
+/**
+ * The message of a token-list issue. Built from the schema alone: it never quotes the
+ * input, so no part of a token reaches the console. zod names the unknown keys of a
+ * strict object, and a key may be a token pasted in the wrong place: those are not named.
+ */
+function tokenIssueMessage(issue: z.core.$ZodIssue): string {
+  if (issue.code === 'unrecognized_keys') {
+    return `has a member other than ${TOKEN_MEMBERS} (not named here: it may be a secret)`;
+  }
+  return issue.message;
+}
+
+/**
+ * Parses a token list; problems are prefixed with `name` (the variable). No problem
+ * quotes the text: it is made of secrets (see {@link tokenIssueMessage}).
+ */
 function parseTokens(name: string, text: string, problems: string[]): TokenGrant[] {
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch (e) {
-    problems.push(`${name}: is not valid JSON (${(e as Error).message})`);
+    problems.push(
+      `${name}: is not valid JSON${jsonErrorPlace(text, e)}; expected a JSON array of { "token", "productId", "roles" } (the value is not shown: it holds tokens)`,
+    );
     return [];
   }
   const r = TokensSchema.safeParse(json);
   if (!r.success) {
     for (const issue of r.error.issues.slice(0, 10)) {
-      problems.push(`${name}${issuePath(issue.path)}: ${issue.message}`);
+      problems.push(`${name}${issuePath(issue.path)}: ${tokenIssueMessage(issue)}`);
     }
     return [];
   }
@@ -279,6 +330,11 @@ export function loadConfig(
     problems.push('FLEET_TOKENS, FLEET_TOKENS_FILE: set one of them, not both');
   } else if (inline !== undefined) {
     tokens = { source: 'env', grants: parseTokens('FLEET_TOKENS', inline, problems) };
+  } else if (file !== undefined && /^\s*[[{]/.test(file)) {
+    // A token list pasted into the file variable: naming "the file" would print it.
+    problems.push(
+      'FLEET_TOKENS_FILE: names a file, but holds what looks like a JSON token list (not shown); put the list in FLEET_TOKENS, or its file name here',
+    );
   } else if (file !== undefined) {
     const path = resolve(cwd, file.trim());
     let text: string | undefined;
@@ -307,8 +363,9 @@ export function loadConfig(
       const key = set('COSMOS_KEY');
       if (endpoint === undefined) {
         problems.push('COSMOS_ENDPOINT: is required with FLEET_STORE=cosmos (the account URL)');
-      } else if (!URL.canParse(endpoint) || !/^https?:$/.test(new URL(endpoint).protocol)) {
-        problems.push(`COSMOS_ENDPOINT: must be an http(s) URL (got ${got(endpoint)})`);
+      } else {
+        const problem = endpointProblem(endpoint);
+        if (problem !== null) problems.push(`COSMOS_ENDPOINT: ${problem}`);
       }
       if (key === undefined) {
         problems.push('COSMOS_KEY: is required with FLEET_STORE=cosmos (the account key)');

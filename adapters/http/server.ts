@@ -111,7 +111,11 @@ export async function openStore(config: StoreConfig): Promise<DocumentStore> {
         });
     }
   } catch (e) {
-    const detail = (e as { detail?: string }).detail ?? (e as Error).message;
+    let detail = (e as { detail?: string }).detail ?? (e as Error).message;
+    // The detail comes from the driver; whatever it says, the account key is not printed.
+    if (config.kind === 'cosmos' && config.key !== '') {
+      detail = detail.replaceAll(config.key, '[COSMOS_KEY]');
+    }
     throw new StartupError(`cannot open ${where}: ${detail}`, { cause: e });
   }
 }
