@@ -161,7 +161,7 @@ export function devToken(store: StoreConfig): DevToken {
     return { grant: devGrant(t), file, created: false };
   }
   const grant = devGrant(token());
-  mkdirSync(dirname(file), { recursive: true });
+  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
   try {
     // 'wx': two processes starting at once never overwrite each other's token.
     writeFileSync(

@@ -49,7 +49,7 @@
  * equals JavaScript's `<` for every string without characters above U+FFFF.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { chmodSync, closeSync, fchmodSync, mkdirSync, openSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import type {
@@ -1275,6 +1275,36 @@ class SqliteDocumentStore implements DocumentStore {
 const connections = new WeakMap<object, DB>();
 
 /**
+ * Makes the database private before SQLite touches it, whatever the process's umask:
+ * every folder this call creates is 0700 (a folder that exists keeps its mode), and a
+ * missing database file is created empty with mode 0600 (an empty file is a new
+ * database to SQLite). SQLite creates the WAL and journal files with the database
+ * file's mode, so they are 0600 too. An existing database keeps its mode: it is the
+ * operator's (`chmod 600 fleet.db*` tightens one made by an earlier Fleet).
+ */
+function preparePrivateFile(path: string): void {
+  const folder = dirname(path);
+  const first = mkdirSync(folder, { recursive: true, mode: 0o700 });
+  // mkdir's mode is filtered by the umask; set the created folders' mode exactly.
+  for (let dir = folder; first !== undefined; dir = dirname(dir)) {
+    chmodSync(dir, 0o700);
+    if (dir === first || dirname(dir) === dir) break;
+  }
+  let fd: number;
+  try {
+    fd = openSync(path, 'wx', 0o600);
+  } catch (e) {
+    if ((e as { code?: string }).code === 'EEXIST') return;
+    throw e;
+  }
+  try {
+    fchmodSync(fd, 0o600);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
  * The better-sqlite3 connection of a store opened by {@link openSqliteStore}, for tests
  * and diagnostics (EXPLAIN QUERY PLAN, PRAGMA). Writing through it bypasses the store's
  * indexes and group commit: never do it in production code.
@@ -1323,7 +1353,7 @@ export function openSqliteStore(options: SqliteStoreOptions = {}): SqliteStore {
   const path = inMemory ? given : resolve(given);
   let db: DB | undefined;
   try {
-    if (!inMemory) mkdirSync(dirname(path), { recursive: true });
+    if (!inMemory) preparePrivateFile(path);
     db = new Database(path, { timeout: BUSY_TIMEOUT_MS });
     // Exclusive before WAL: the WAL index then lives in process memory, and the lock
     // taken below is held until close.
