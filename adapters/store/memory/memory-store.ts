@@ -42,6 +42,7 @@ import type {
 } from '../../../runtime/index.js';
 import { ACTIVE_STAGES, CONTAINERS, FleetError, PRIORITY_RANK } from '../../../runtime/index.js';
 import { type CursorPart, cursorCodec as sharedCursorCodec } from '../shared/cursor.js';
+import { RandomEtags } from '../shared/etag.js';
 import {
   FAULT_CODES,
   nullableString,
@@ -68,9 +69,9 @@ function mapError(e: unknown, op: string): FleetError {
 // Small shared helpers
 // ---------------------------------------------------------------------------
 
-/** Process-wide, so an etag never matches a different document, even of another store. */
-let etagCounter = 0;
-const nextEtag = (): string => `"m${(++etagCounter).toString(36)}"`;
+/** Random per write (see ../shared/etag.ts): an etag tells nothing of other writes. */
+const etags = new RandomEtags('m');
+const nextEtag = (): string => etags.next();
 
 /** Lets other callers run: every store call yields once before it touches state. */
 const yieldTurn = (): Promise<void> => Promise.resolve();
@@ -1036,7 +1037,7 @@ class MemoryStore implements DocumentStore {
 /**
  * A new, empty in-memory store (`kind: 'memory'`). It guarantees everything the port
  * promises, checked by the contract suite:
- * - each successful write returns a fresh, process-unique `_etag`; `replace` and
+ * - each successful write returns a fresh, random `_etag` (96 bits); `replace` and
  *   `delete` with another etag fail with `PRECONDITION_FAILED`, a missing document with
  *   `NOT_FOUND`, a duplicate `create` with `ALREADY_EXISTS`; an `_etag` inside a given
  *   document is ignored;

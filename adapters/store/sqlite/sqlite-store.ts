@@ -48,7 +48,6 @@
  * Strings compare as SQLite's BINARY collation (UTF-8 bytes, i.e. code points), which
  * equals JavaScript's `<` for every string without characters above U+FFFF.
  */
-import { randomBytes } from 'node:crypto';
 import { chmodSync, closeSync, fchmodSync, mkdirSync, openSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
@@ -77,6 +76,7 @@ import type {
   Stored,
 } from '../../../runtime/index.js';
 import { ACTIVE_STAGES, CONTAINERS, FleetError, PRIORITY_RANK } from '../../../runtime/index.js';
+import { RandomEtags } from '../shared/etag.js';
 import { migrate } from './schema.js';
 
 type DB = Database.Database;
@@ -384,19 +384,6 @@ class Engine {
 }
 
 // ---------------------------------------------------------------------------
-// Etags: unique to this open store and its counter, so an etag never matches a
-// version written by another store object or before a restart.
-// ---------------------------------------------------------------------------
-
-class Etags {
-  readonly #prefix = `"s${randomBytes(6).toString('hex')}.`;
-  #n = 0;
-  next(): string {
-    return `${this.#prefix}${(++this.#n).toString(36)}"`;
-  }
-}
-
-// ---------------------------------------------------------------------------
 // The generic table behind every container
 // ---------------------------------------------------------------------------
 
@@ -430,7 +417,7 @@ interface TableSpec {
  */
 class SqliteContainer<T extends { id: string }> implements Container<T> {
   protected readonly engine: Engine;
-  protected readonly etags: Etags;
+  protected readonly etags: RandomEtags;
   protected readonly spec: TableSpec;
   protected readonly readStmt: Statement;
   readonly #insert: Statement;
@@ -439,7 +426,7 @@ class SqliteContainer<T extends { id: string }> implements Container<T> {
   readonly #deleteIf: Statement;
   protected readonly existsStmt: Statement;
 
-  constructor(engine: Engine, etags: Etags, spec: TableSpec) {
+  constructor(engine: Engine, etags: RandomEtags, spec: TableSpec) {
     this.engine = engine;
     this.etags = etags;
     this.spec = spec;
@@ -745,7 +732,7 @@ class SqliteJobs extends SqliteContainer<JobDoc> implements JobsContainer {
   readonly #dropDep: Statement;
   readonly #q: { readonly [K in keyof typeof JOB_QUERIES]: Statement };
 
-  constructor(engine: Engine, etags: Etags) {
+  constructor(engine: Engine, etags: RandomEtags) {
     super(engine, etags, {
       name: 'jobs',
       table: 'jobs',
@@ -1083,7 +1070,7 @@ class ListedContainer<T extends { id: string }> extends SqliteContainer<T> {
   readonly #after: Statement;
   readonly #cursor: CursorCodec;
 
-  constructor(engine: Engine, etags: Etags, spec: TableSpec, list: ListSpec) {
+  constructor(engine: Engine, etags: RandomEtags, spec: TableSpec, list: ListSpec) {
     super(engine, etags, spec);
     const cols = list.order.join(', ');
     const t = spec.table;
@@ -1122,7 +1109,7 @@ class SqliteEvents extends SqliteContainer<EventDoc> implements EventsContainer 
   readonly #append: Statement;
   readonly #list: Statement;
 
-  constructor(engine: Engine, etags: Etags) {
+  constructor(engine: Engine, etags: RandomEtags) {
     super(engine, etags, {
       name: 'events',
       table: 'events',
@@ -1185,7 +1172,9 @@ class SqliteDocumentStore implements DocumentStore {
 
   constructor(db: DB, path: string) {
     const engine = new Engine(db);
-    const etags = new Etags();
+    // 96 random bits per write: an etag never matches another version (of this store,
+    // another one, or before a restart) and tells nothing of anyone else's writes.
+    const etags = new RandomEtags('s');
     this.#engine = engine;
     this.path = path;
     this.#ping = db.prepare('SELECT 1').pluck();
