@@ -19,6 +19,7 @@
  * | `FLEET_CLAIM_SPREAD` | a claim picks at random among this many oldest jobs of the best priority (1 = strictly oldest first) | `1`; `4` with `cosmos` |
  * | `COSMOS_ENDPOINT`, `COSMOS_KEY`, `COSMOS_DATABASE` | the Cosmos DB account (`FLEET_STORE=cosmos`) | —, —, `fleet` |
  * | `COSMOS_ALLOW_SELF_SIGNED_CERT` | `true` accepts a self-signed certificate (a local emulator; loopback endpoints only) | `false` |
+ * | `FLEET_ACTOR_KEY` | secret (16+ characters) keying the event actor of tokens without a `subject` (see `actor-key.ts`) | derived per store |
  *
  * With neither `FLEET_TOKENS` nor `FLEET_TOKENS_FILE`, the server makes a development
  * admin token (see `server.ts`). Setting both is an error. An empty variable counts as
@@ -82,6 +83,11 @@ export interface FleetConfig {
   logLevel: LogLevel;
   /** Claims pick among this many oldest jobs of the best priority. @defaultValue 1; 4 with Cosmos DB */
   claimSpread: number;
+  /**
+   * `FLEET_ACTOR_KEY`: keys the actor ids of tokens without a subject.
+   * @defaultValue null: derived from the store (see `actor-key.ts`)
+   */
+  actorKey: string | null;
   /** Non-fatal findings (unknown `FLEET_*` variables), for the log. */
   warnings: string[];
 }
@@ -111,6 +117,7 @@ export const KNOWN_VARIABLES = [
   'FLEET_BODY_LIMIT',
   'FLEET_LOG_LEVEL',
   'FLEET_CLAIM_SPREAD',
+  'FLEET_ACTOR_KEY',
 ] as const;
 
 /** The configuration is invalid; `problems` has one line per bad variable. */
@@ -353,6 +360,13 @@ export function loadConfig(
     }
   }
 
+  const actorKey = set('FLEET_ACTOR_KEY') ?? null;
+  if (actorKey !== null && !/^[\x21-\x7e]{16,1000}$/.test(actorKey)) {
+    problems.push(
+      'FLEET_ACTOR_KEY: must be 16 to 1000 printable ASCII characters without spaces (the value is not shown: it is a secret)',
+    );
+  }
+
   let store: StoreConfig | undefined;
   if (parsed.success) {
     const kind = parsed.data.FLEET_STORE;
@@ -410,6 +424,7 @@ export function loadConfig(
     claimSpread:
       e.FLEET_CLAIM_SPREAD ??
       (store.kind === 'cosmos' ? DEFAULTS.cosmosClaimSpread : DEFAULTS.claimSpread),
+    actorKey,
     warnings,
   };
 }

@@ -28,6 +28,7 @@ import {
 import { openCosmosStore } from '../store/cosmos/index.js';
 import { createMemoryStore } from '../store/memory/index.js';
 import { openSqliteStore } from '../store/sqlite/index.js';
+import { actorKeyFor, tokenActor } from './actor-key.js';
 import { FLEET_ROLES, type FleetConfig, type StoreConfig, type TokenGrant } from './config.js';
 import {
   type Authenticate,
@@ -180,16 +181,18 @@ const digest = (token: string): string => createHash('sha256').update(token).dig
 
 /**
  * Bearer-token authentication over a fixed list. Tokens are looked up by their SHA-256,
- * so the lookup's timing says nothing about how much of a guessed token was right.
+ * so the lookup's timing says nothing about how much of a guessed token was right (the
+ * digest stays in this map: it is never shown). The caller's `subject` (event actors,
+ * logs) is the grant's own, else the token's keyed actor id under `actorKey`
+ * (`actor-key.ts`), from which nothing about the token can be learned.
  */
-export function tokenAuthenticator(grants: readonly TokenGrant[]): Authenticate {
+export function tokenAuthenticator(grants: readonly TokenGrant[], actorKey: Buffer): Authenticate {
   const byDigest = new Map<string, FleetAuth>();
   for (const g of grants) {
-    const d = digest(g.token);
-    byDigest.set(d, {
+    byDigest.set(digest(g.token), {
       productId: g.productId,
       roles: [...g.roles],
-      subject: g.subject ?? `token:${d.slice(0, 12)}`,
+      subject: g.subject ?? tokenActor(actorKey, g.token),
     });
   }
   return (request: FastifyRequest) => {
@@ -223,6 +226,12 @@ export async function buildServer(
   try {
     const dev = config.tokens.source === 'dev' ? devToken(config.store) : null;
     const grants = config.tokens.source === 'dev' ? [dev!.grant] : config.tokens.grants;
+    let actorKey: Buffer;
+    try {
+      actorKey = actorKeyFor(config);
+    } catch (e) {
+      throw new StartupError(`cannot keep the actor key: ${(e as Error).message}`, { cause: e });
+    }
 
     app = Fastify({
       logger: options.logger ?? { level: config.logLevel },
@@ -262,7 +271,7 @@ export async function buildServer(
     // The plugin shares this coordinator (and so its mailboxes) with the supervisor.
     await app.register(fleetPlugin, {
       coordinator,
-      authenticate: tokenAuthenticator(grants),
+      authenticate: tokenAuthenticator(grants, actorKey),
       bodyLimit: config.bodyLimit,
       metrics,
     });

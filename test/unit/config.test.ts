@@ -29,6 +29,7 @@ describe('loadConfig', () => {
       bodyLimit: 1024 * 1024,
       logLevel: 'info',
       claimSpread: 1,
+      actorKey: null,
       warnings: [],
     });
   });
