@@ -19,6 +19,9 @@
  * | `FLEET_CLAIM_SPREAD` | a claim picks at random among this many oldest jobs of the best priority (1 = strictly oldest first) | `1`; `4` with `cosmos` |
  * | `COSMOS_ENDPOINT`, `COSMOS_KEY`, `COSMOS_DATABASE` | the Cosmos DB account (`FLEET_STORE=cosmos`) | —, —, `fleet` |
  * | `COSMOS_ALLOW_SELF_SIGNED_CERT` | `true` accepts a self-signed certificate (a local emulator; loopback endpoints only) | `false` |
+ * | `FLEET_REQUEST_TIMEOUT_MS` | a client must have sent its whole request (headers and body) within this, ms (else 408 and the connection is closed) | `45000` |
+ * | `FLEET_CONNECTION_TIMEOUT_MS` | a connection with no traffic for this long is closed, ms; over 30 s, the longest long-poll claim | `60000` |
+ * | `FLEET_MAX_PARKED_CLAIMS` | long-poll claims one token may have waiting at once; one more → 429 | `64` |
  * | `FLEET_ACTOR_KEY` | secret (16+ characters) keying the event actor of tokens without a `subject` (see `actor-key.ts`) | derived per store |
  *
  * With neither `FLEET_TOKENS` nor `FLEET_TOKENS_FILE`, the server makes a development
@@ -83,6 +86,15 @@ export interface FleetConfig {
   logLevel: LogLevel;
   /** Claims pick among this many oldest jobs of the best priority. @defaultValue 1; 4 with Cosmos DB */
   claimSpread: number;
+  /** Time a client has to send a whole request (headers and body), ms. @defaultValue 45000 */
+  requestTimeoutMs: number;
+  /**
+   * A connection idle this long is closed, ms; longer than the longest long-poll claim
+   * (30 s), whose connection is idle while it waits. @defaultValue 60000
+   */
+  connectionTimeoutMs: number;
+  /** Long-poll claims one token may have waiting at once. @defaultValue 64 */
+  maxParkedClaims: number;
   /**
    * `FLEET_ACTOR_KEY`: keys the actor ids of tokens without a subject.
    * @defaultValue null: derived from the store (see `actor-key.ts`)
@@ -102,6 +114,9 @@ export const DEFAULTS = {
   logLevel: 'info',
   cosmosDatabase: 'fleet',
   claimSpread: 1,
+  requestTimeoutMs: 45_000,
+  connectionTimeoutMs: 60_000,
+  maxParkedClaims: 64,
   /** Several processes share a Cosmos DB database: spread their claims (see bench/cosmos). */
   cosmosClaimSpread: 4,
 } as const;
@@ -118,6 +133,9 @@ export const KNOWN_VARIABLES = [
   'FLEET_LOG_LEVEL',
   'FLEET_CLAIM_SPREAD',
   'FLEET_ACTOR_KEY',
+  'FLEET_REQUEST_TIMEOUT_MS',
+  'FLEET_CONNECTION_TIMEOUT_MS',
+  'FLEET_MAX_PARKED_CLAIMS',
 ] as const;
 
 /** The configuration is invalid; `problems` has one line per bad variable. */
@@ -211,6 +229,13 @@ const EnvSchema = z.object({
   FLEET_BODY_LIMIT: variable(byteSize, DEFAULTS.bodyLimit),
   FLEET_LOG_LEVEL: variable(oneOf(LOG_LEVELS), DEFAULTS.logLevel as LogLevel),
   FLEET_CLAIM_SPREAD: variable(integer(1, 256), undefined as number | undefined),
+  FLEET_REQUEST_TIMEOUT_MS: variable(integer(1000, 3_600_000, ' (ms)'), DEFAULTS.requestTimeoutMs),
+  // Over 30 s: a long-poll claim's connection is idle for up to 30 s while it waits.
+  FLEET_CONNECTION_TIMEOUT_MS: variable(
+    integer(31_000, 3_600_000, ' (ms; over 30000, the longest long-poll claim)'),
+    DEFAULTS.connectionTimeoutMs,
+  ),
+  FLEET_MAX_PARKED_CLAIMS: variable(integer(1, 100_000), DEFAULTS.maxParkedClaims),
   COSMOS_ALLOW_SELF_SIGNED_CERT: variable(oneOf(['true', 'false', '1', '0'] as const), 'false'),
 });
 
@@ -424,6 +449,9 @@ export function loadConfig(
     claimSpread:
       e.FLEET_CLAIM_SPREAD ??
       (store.kind === 'cosmos' ? DEFAULTS.cosmosClaimSpread : DEFAULTS.claimSpread),
+    requestTimeoutMs: e.FLEET_REQUEST_TIMEOUT_MS,
+    connectionTimeoutMs: e.FLEET_CONNECTION_TIMEOUT_MS,
+    maxParkedClaims: e.FLEET_MAX_PARKED_CLAIMS,
     actorKey,
     warnings,
   };

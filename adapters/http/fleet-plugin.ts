@@ -62,6 +62,13 @@ export interface FleetPluginOptions {
    */
   claimRecheckMs?: number;
   /**
+   * Long-poll claims one caller may have parked at once; one more answers
+   * `429 RATE_LIMITED` with `Retry-After` (a claim that finds a job at once is never
+   * refused). A caller is a product and `subject` (one token of the standalone server).
+   * @defaultValue 64
+   */
+  maxParkedClaims?: number;
+  /**
    * Serve Swagger UI at `/docs` and the OpenAPI document at `/docs/json`. Skipped (with a
    * warning) when the host already registered @fastify/swagger in this scope.
    * @defaultValue true
@@ -79,6 +86,7 @@ export interface FleetPluginOptions {
 
 const DEFAULT_BODY_LIMIT = 1024 * 1024;
 const DEFAULT_RECHECK_MS = 2000;
+const DEFAULT_MAX_PARKED_CLAIMS = 64;
 
 const escapeRegExp = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
@@ -105,6 +113,7 @@ const Options = z
     bodyLimit: z.number().int().positive().optional(),
     metrics: z.instanceof(FleetMetrics).optional(),
     claimRecheckMs: z.number().int().min(10).max(60_000).optional(),
+    maxParkedClaims: z.number().int().min(1).max(1_000_000).optional(),
     docs: z.boolean().optional(),
     notFoundHandler: z.boolean().optional(),
   })
@@ -149,6 +158,7 @@ const fleetPluginImpl: FastifyPluginAsync<FleetPluginOptions> = async (fastify, 
     waiters,
     bodyLimit,
     claimRecheckMs: o.claimRecheckMs ?? DEFAULT_RECHECK_MS,
+    maxParkedClaims: o.maxParkedClaims ?? DEFAULT_MAX_PARKED_CLAIMS,
   };
 
   // Long-poll wake-ups: every event that leaves a job of a product queued.

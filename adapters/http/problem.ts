@@ -160,7 +160,16 @@ export function toProblem(error: unknown, context: ProblemContext = {}): MappedP
   }
   if (problem.code === 'UNAUTHENTICATED') headers['www-authenticate'] = 'Bearer realm="fleet"';
   if (problem.code === 'STORE_UNAVAILABLE') headers['retry-after'] = '1';
+  if (problem.code === 'RATE_LIMITED') headers['retry-after'] = String(retryAfterSeconds(problem));
   return { problem, log, headers };
+}
+
+/** Seconds a rate-limited caller should wait: the problem's own figure, else 1. */
+function retryAfterSeconds(problem: ProblemDocument): number {
+  const { retryAfterSeconds: s, retryAfterMs: ms } = problem;
+  if (typeof s === 'number' && Number.isFinite(s) && s >= 1) return Math.ceil(s);
+  if (typeof ms === 'number' && Number.isFinite(ms) && ms > 0) return Math.ceil(ms / 1000);
+  return 1;
 }
 
 /**

@@ -31,6 +31,8 @@ export interface RouteContext {
   readonly bodyLimit: number;
   /** Safety re-check interval of parked long-poll claims, in ms. */
   readonly claimRecheckMs: number;
+  /** Long-poll claims one caller (product and subject) may have parked at once. */
+  readonly maxParkedClaims: number;
 }
 
 /** The value of a coordinator result; its error is thrown to the error handler. */
@@ -52,6 +54,7 @@ const WHEN: Partial<Record<ErrorCode, string>> = {
   DEPENDENCY_CYCLE: 'the deps would form a cycle',
   UNKNOWN_DEPENDENCY: 'a dep names no job of this product',
   STORE_UNAVAILABLE: 'the store did not answer; retry',
+  RATE_LIMITED: 'too many long-poll claims of this caller are waiting already; see Retry-After',
 };
 
 /**

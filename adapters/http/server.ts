@@ -203,6 +203,31 @@ export function tokenAuthenticator(grants: readonly TokenGrant[], actorKey: Buff
   };
 }
 
+/**
+ * The server's timeouts (Fastify and Node options), so no client holds a connection
+ * without end: a request must arrive whole within `requestTimeoutMs` (Node answers 408
+ * and closes; its headers within the smaller of that and 60 s), and a connection that
+ * carries nothing for `connectionTimeoutMs` is closed (over 30 s: a long-poll claim's
+ * connection is quiet while it waits; the request timeout ends when the request has
+ * arrived, so a long poll is never cut by it). Node checks the request timeout on an
+ * interval (30 s by default); a quarter of the timeout, at most 5 s, keeps the cut
+ * close to it.
+ */
+function timeouts(config: FleetConfig) {
+  const requestTimeout = config.requestTimeoutMs;
+  return {
+    requestTimeout,
+    connectionTimeout: config.connectionTimeoutMs,
+    // An idle keep-alive connection is closed by whichever comes first.
+    keepAliveTimeout: Math.min(72_000, config.connectionTimeoutMs),
+    http: {
+      requestTimeout,
+      headersTimeout: Math.min(60_000, requestTimeout),
+      connectionsCheckingInterval: Math.max(50, Math.min(5000, Math.floor(requestTimeout / 4))),
+    },
+  };
+}
+
 /** Products the tokens act for: the stale-factory check covers these. */
 function productsOf(grants: readonly TokenGrant[]): string[] {
   return [...new Set(grants.map((g) => g.productId))].sort();
@@ -236,6 +261,7 @@ export async function buildServer(
     app = Fastify({
       logger: options.logger ?? { level: config.logLevel },
       bodyLimit: config.bodyLimit,
+      ...timeouts(config),
       // Malformed URLs and over-long params get problem documents too.
       frameworkErrors: fleetFrameworkErrors,
     });
@@ -274,6 +300,7 @@ export async function buildServer(
       authenticate: tokenAuthenticator(grants, actorKey),
       bodyLimit: config.bodyLimit,
       metrics,
+      maxParkedClaims: config.maxParkedClaims,
     });
     await app.ready();
 

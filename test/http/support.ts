@@ -89,6 +89,7 @@ export interface BuildOptions {
   bodyLimit?: number;
   claimRecheckMs?: number;
   leaseMs?: number;
+  maxParkedClaims?: number;
 }
 
 /** Builds (but does not listen) the test app around `store`. */
@@ -123,6 +124,7 @@ export async function buildTestApp(options: BuildOptions): Promise<TestApp> {
     },
     ...(options.bodyLimit === undefined ? {} : { bodyLimit: options.bodyLimit }),
     ...(options.claimRecheckMs === undefined ? {} : { claimRecheckMs: options.claimRecheckMs }),
+    ...(options.maxParkedClaims === undefined ? {} : { maxParkedClaims: options.maxParkedClaims }),
   };
   await app.register(fleetPlugin, pluginOptions);
   await app.ready();

@@ -29,6 +29,9 @@ describe('loadConfig', () => {
       bodyLimit: 1024 * 1024,
       logLevel: 'info',
       claimSpread: 1,
+      requestTimeoutMs: 45_000,
+      connectionTimeoutMs: 60_000,
+      maxParkedClaims: 64,
       actorKey: null,
       warnings: [],
     });
