@@ -22,6 +22,7 @@
  * | `FLEET_REQUEST_TIMEOUT_MS` | a client must have sent its whole request (headers and body) within this, ms (else 408 and the connection is closed) | `45000` |
  * | `FLEET_CONNECTION_TIMEOUT_MS` | a connection with no traffic for this long is closed, ms; over 30 s, the longest long-poll claim | `60000` |
  * | `FLEET_MAX_PARKED_CLAIMS` | long-poll claims one token may have waiting at once; one more → 429 | `64` |
+ * | `FLEET_LIST_PAGE_BYTES` | byte budget of a page of `GET /fleet/jobs` (`512KiB`, `8MiB` accepted) | `4194304` |
  * | `FLEET_ACTOR_KEY` | secret (16+ characters) keying the event actor of tokens without a `subject` (see `actor-key.ts`) | derived per store |
  *
  * With neither `FLEET_TOKENS` nor `FLEET_TOKENS_FILE`, the server makes a development
@@ -95,6 +96,8 @@ export interface FleetConfig {
   connectionTimeoutMs: number;
   /** Long-poll claims one token may have waiting at once. @defaultValue 64 */
   maxParkedClaims: number;
+  /** Byte budget of a page of `GET /fleet/jobs`. @defaultValue 4194304 (4 MiB) */
+  listPageBytes: number;
   /**
    * `FLEET_ACTOR_KEY`: keys the actor ids of tokens without a subject.
    * @defaultValue null: derived from the store (see `actor-key.ts`)
@@ -117,6 +120,7 @@ export const DEFAULTS = {
   requestTimeoutMs: 45_000,
   connectionTimeoutMs: 60_000,
   maxParkedClaims: 64,
+  listPageBytes: 4 * 1024 * 1024,
   /** Several processes share a Cosmos DB database: spread their claims (see bench/cosmos). */
   cosmosClaimSpread: 4,
 } as const;
@@ -136,6 +140,7 @@ export const KNOWN_VARIABLES = [
   'FLEET_REQUEST_TIMEOUT_MS',
   'FLEET_CONNECTION_TIMEOUT_MS',
   'FLEET_MAX_PARKED_CLAIMS',
+  'FLEET_LIST_PAGE_BYTES',
 ] as const;
 
 /** The configuration is invalid; `problems` has one line per bad variable. */
@@ -236,6 +241,10 @@ const EnvSchema = z.object({
     DEFAULTS.connectionTimeoutMs,
   ),
   FLEET_MAX_PARKED_CLAIMS: variable(integer(1, 100_000), DEFAULTS.maxParkedClaims),
+  FLEET_LIST_PAGE_BYTES: variable((raw) => {
+    const n = byteSize(raw);
+    return typeof n === 'number' && n < 1024 ? { error: 'must be at least 1 KiB' } : n;
+  }, DEFAULTS.listPageBytes),
   COSMOS_ALLOW_SELF_SIGNED_CERT: variable(oneOf(['true', 'false', '1', '0'] as const), 'false'),
 });
 
@@ -452,6 +461,7 @@ export function loadConfig(
     requestTimeoutMs: e.FLEET_REQUEST_TIMEOUT_MS,
     connectionTimeoutMs: e.FLEET_CONNECTION_TIMEOUT_MS,
     maxParkedClaims: e.FLEET_MAX_PARKED_CLAIMS,
+    listPageBytes: e.FLEET_LIST_PAGE_BYTES,
     actorKey,
     warnings,
   };

@@ -35,7 +35,7 @@ import { registerJobRoutes } from './job-routes.js';
 import { FleetMetrics } from './metrics.js';
 import { registerOpenApi } from './openapi.js';
 import { routeNotFound, sendProblem } from './problem.js';
-import type { FleetApp, RouteContext } from './route-context.js';
+import { DEFAULT_LIST_PAGE_BYTES, type FleetApp, type RouteContext } from './route-context.js';
 import { registerServiceRoutes } from './service-routes.js';
 import { registerWorkerRoutes } from './worker-routes.js';
 
@@ -68,6 +68,12 @@ export interface FleetPluginOptions {
    * @defaultValue 64
    */
   maxParkedClaims?: number;
+  /**
+   * Byte budget of a page of `GET /fleet/jobs`: a page ends early once the stored JSON
+   * of its jobs would pass it (it always holds at least one job).
+   * @defaultValue 4 MiB
+   */
+  listPageBytes?: number;
   /**
    * Serve Swagger UI at `/docs` and the OpenAPI document at `/docs/json`. Skipped (with a
    * warning) when the host already registered @fastify/swagger in this scope.
@@ -114,6 +120,7 @@ const Options = z
     metrics: z.instanceof(FleetMetrics).optional(),
     claimRecheckMs: z.number().int().min(10).max(60_000).optional(),
     maxParkedClaims: z.number().int().min(1).max(1_000_000).optional(),
+    listPageBytes: z.number().int().min(1024).optional(),
     docs: z.boolean().optional(),
     notFoundHandler: z.boolean().optional(),
   })
@@ -159,6 +166,7 @@ const fleetPluginImpl: FastifyPluginAsync<FleetPluginOptions> = async (fastify, 
     bodyLimit,
     claimRecheckMs: o.claimRecheckMs ?? DEFAULT_RECHECK_MS,
     maxParkedClaims: o.maxParkedClaims ?? DEFAULT_MAX_PARKED_CLAIMS,
+    listPageBytes: o.listPageBytes ?? DEFAULT_LIST_PAGE_BYTES,
   };
 
   // Long-poll wake-ups: every event that leaves a job of a product queued.

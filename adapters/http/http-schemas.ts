@@ -11,7 +11,7 @@
  * `ETag` header instead).
  */
 import { z } from 'zod';
-import type { ArtifactDoc, FactoryDoc, JobDoc, RunDoc } from '../../runtime/index.js';
+import type { ArtifactDoc, FactoryDoc, JobDoc, JobSummary, RunDoc } from '../../runtime/index.js';
 import { ERROR_CODES, type ErrorCode, schemas as S, type Stored } from '../../runtime/index.js';
 
 /** Schemas that appear in the OpenAPI document as named components. */
@@ -67,6 +67,12 @@ export const ListJobsQuery = z.object({
   stage: S.Stage.optional().describe('Only jobs in this stage.'),
   limit: Limit,
   cursor: Cursor,
+  view: z
+    .enum(['summary', 'full'])
+    .default('summary')
+    .describe(
+      '`summary` (default): each job without `bodyMd` and `manifestSnapshot`. `full`: whole jobs; the page then also ends early at the byte budget (see the route).',
+    ),
 });
 
 /** Conditional-request headers of job routes. Other headers pass through untouched. */
@@ -105,6 +111,13 @@ export const JobView = named(
   'A job. Its ETag header is the version to send back in If-Match.',
 );
 export type JobView = z.output<typeof JobView>;
+
+export const JobSummaryView = named(
+  JobView.omit({ bodyMd: true, manifestSnapshot: true }),
+  'JobSummary',
+  'A job without its body and manifest: what `GET /fleet/jobs` lists unless `view=full`.',
+);
+export type JobSummaryView = z.output<typeof JobSummaryView>;
 
 export const RunView = named(S.RunDoc.omit({ rev: true }), 'Run', 'One attempt (claim) of a job.');
 export type RunView = z.output<typeof RunView>;
@@ -177,6 +190,7 @@ export const NoContent = z.null();
 // ---------------------------------------------------------------------------
 
 const JOB_KEYS = Object.keys(JobView.shape) as (keyof JobView)[];
+const SUMMARY_KEYS = Object.keys(JobSummaryView.shape) as (keyof JobSummaryView)[];
 
 /** The public view of a job document (a whitelist: an internal field never leaks). */
 /** Sets the job's `ETag` on the reply and returns its public view. */
@@ -193,6 +207,14 @@ export function jobView(doc: JobDoc): JobView {
   const out: Record<string, unknown> = {};
   for (const k of JOB_KEYS) out[k] = src[k];
   return out as JobView;
+}
+
+/** The public view of a job summary (a whitelist, like {@link jobView}). */
+export function jobSummaryView(doc: JobSummary): JobSummaryView {
+  const src = doc as unknown as Record<string, unknown>;
+  const out: Record<string, unknown> = {};
+  for (const k of SUMMARY_KEYS) out[k] = src[k];
+  return out as JobSummaryView;
 }
 
 export function runView(doc: Stored<RunDoc> | RunDoc): RunView {

@@ -48,7 +48,9 @@ release, progress, requeue, cancel) also accept \`If-Match\`; they compare it wi
 before the operation, and their own guards (lease epoch, lifecycle) decide any race after that.
 
 **Lists** page with \`limit\` (1–500, default 50; more is a 400) and an opaque \`cursor\`; the answer is
-\`{ items, nextCursor }\` with \`nextCursor: null\` on the last page.
+\`{ items, nextCursor }\` with \`nextCursor: null\` on the last page. \`GET /fleet/jobs\` lists job
+summaries (no \`bodyMd\`, no \`manifestSnapshot\`) unless asked \`view=full\`, and its pages end early at a
+byte budget (4 MiB by default): a page may hold fewer than \`limit\` items, so follow \`nextCursor\` until null.
 
 Times are ISO-8601 UTC strings; ids are opaque strings.`;
 

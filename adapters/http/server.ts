@@ -301,6 +301,7 @@ export async function buildServer(
       bodyLimit: config.bodyLimit,
       metrics,
       maxParkedClaims: config.maxParkedClaims,
+      listPageBytes: config.listPageBytes,
     });
     await app.ready();
 

@@ -25,7 +25,10 @@ import {
   type DocumentStore,
   ERROR_CODES,
   type ErrorCode,
+  type JobDoc,
+  type Page,
   SimulatedClock,
+  type Stored,
 } from '../../runtime/index.js';
 
 export const PRODUCT = 'prod-a';
@@ -90,6 +93,7 @@ export interface BuildOptions {
   claimRecheckMs?: number;
   leaseMs?: number;
   maxParkedClaims?: number;
+  listPageBytes?: number;
 }
 
 /** Builds (but does not listen) the test app around `store`. */
@@ -125,6 +129,7 @@ export async function buildTestApp(options: BuildOptions): Promise<TestApp> {
     ...(options.bodyLimit === undefined ? {} : { bodyLimit: options.bodyLimit }),
     ...(options.claimRecheckMs === undefined ? {} : { claimRecheckMs: options.claimRecheckMs }),
     ...(options.maxParkedClaims === undefined ? {} : { maxParkedClaims: options.maxParkedClaims }),
+    ...(options.listPageBytes === undefined ? {} : { listPageBytes: options.listPageBytes }),
   };
   await app.register(fleetPlugin, pluginOptions);
   await app.ready();
@@ -175,7 +180,7 @@ export async function dumpProduct(store: DocumentStore, productId: string): Prom
   const jobs: unknown[] = [];
   let cursor: string | null = null;
   do {
-    const page = await store.jobs.list({ productId, limit: 500, cursor });
+    const page: Page<Stored<JobDoc>> = await store.jobs.list({ productId, limit: 500, cursor });
     for (const job of page.items) {
       jobs.push({
         job,

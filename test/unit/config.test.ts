@@ -32,6 +32,7 @@ describe('loadConfig', () => {
       requestTimeoutMs: 45_000,
       connectionTimeoutMs: 60_000,
       maxParkedClaims: 64,
+      listPageBytes: 4 * 1024 * 1024,
       actorKey: null,
       warnings: [],
     });

@@ -62,6 +62,9 @@ import type {
   FactoriesContainer,
   FactoryDoc,
   JobDoc,
+  JobListQuery,
+  JobListView,
+  JobOfView,
   JobsContainer,
   LeaseDoc,
   LeasesContainer,
@@ -75,8 +78,15 @@ import type {
   Stage,
   Stored,
 } from '../../../runtime/index.js';
-import { ACTIVE_STAGES, CONTAINERS, FleetError, PRIORITY_RANK } from '../../../runtime/index.js';
+import {
+  ACTIVE_STAGES,
+  CONTAINERS,
+  FleetError,
+  JOB_SUMMARY_OMITS,
+  PRIORITY_RANK,
+} from '../../../runtime/index.js';
 import { RandomEtags } from '../shared/etag.js';
+import { jobListOptions, jsonBytes, PageBudget } from '../shared/job-list.js';
 import { migrate } from './schema.js';
 
 type DB = Database.Database;
@@ -232,15 +242,45 @@ const key = (value: unknown): string | null => (typeof value === 'string' ? valu
  * One page from rows of `[...key parts, json]`, fetched with `limit + 1` so the extra
  * row tells whether another page follows; the cursor is the last item's key.
  */
-function pageOf<T>(rows: unknown[][], limit: number, codec: CursorCodec): Page<T> {
-  const more = rows.length > limit;
-  if (more) rows.length = limit;
+function pageOf<T>(
+  rows: unknown[][],
+  limit: number,
+  codec: CursorCodec,
+  more = rows.length > limit,
+): Page<T> {
+  if (rows.length > limit) rows.length = limit;
   const items = rows.map((r) => JSON.parse(r[r.length - 1] as string) as T);
   const last = rows[rows.length - 1];
   return {
     items,
     nextCursor: more && last !== undefined ? codec.encode(last.slice(0, -1) as CursorKey) : null,
   };
+}
+
+/**
+ * Rows of `stmt` (JSON text last) for one page of `limit`: `limit + 1` rows without a
+ * budget (the extra one says another page follows); with one, row by row until a row
+ * does not fit `maxBytes` (read, not parsed, and left for the next page).
+ */
+function budgetedRows(
+  stmt: Statement,
+  params: unknown[],
+  limit: number,
+  maxBytes: number | undefined,
+): { rows: unknown[][]; more: boolean } {
+  if (maxBytes === undefined) {
+    const rows = stmt.all(...params, limit + 1) as unknown[][];
+    return { rows, more: rows.length > limit };
+  }
+  const budget = new PageBudget(maxBytes);
+  const rows: unknown[][] = [];
+  for (const row of stmt.iterate(...params, limit + 1) as IterableIterator<unknown[]>) {
+    if (rows.length === limit || !budget.admits(jsonBytes(row[row.length - 1] as string))) {
+      return { rows, more: true };
+    }
+    rows.push(row);
+  }
+  return { rows, more: false };
 }
 
 // ---------------------------------------------------------------------------
@@ -669,6 +709,24 @@ export const JOB_QUERIES = {
     WHERE stage = 'queued' GROUP BY pk, caps_key`,
 } as const;
 
+/** The list queries that also come as summaries (`view: 'summary'`). */
+const SUMMARY_QUERIES = ['list', 'listAfter', 'listStage', 'listStageAfter'] as const;
+type SummaryQuery = (typeof SUMMARY_QUERIES)[number];
+
+/**
+ * A list query's summary twin: `json_remove` takes body and manifest out inside SQLite,
+ * so they never reach JavaScript (neither copied nor parsed).
+ */
+const summarySql = (sql: string): string => {
+  const paths = JOB_SUMMARY_OMITS.map((k) => `'$.${k}'`).join(', ');
+  const out = sql.replace(
+    'SELECT seq, id, json FROM',
+    `SELECT seq, id, json_remove(json, ${paths}) FROM`,
+  );
+  if (out === sql) throw new Error(`no JSON column to summarize in: ${sql}`);
+  return out;
+};
+
 /** Queued jobs of one capability set of a product. */
 interface Bucket {
   readonly key: string;
@@ -731,6 +789,8 @@ class SqliteJobs extends SqliteContainer<JobDoc> implements JobsContainer {
   readonly #addDep: Statement;
   readonly #dropDep: Statement;
   readonly #q: { readonly [K in keyof typeof JOB_QUERIES]: Statement };
+  /** The list queries, answering summaries: SQLite drops body and manifest from the text. */
+  readonly #summaries: { readonly [K in SummaryQuery]: Statement };
 
   constructor(engine: Engine, etags: RandomEtags) {
     super(engine, etags, {
@@ -781,6 +841,11 @@ class SqliteJobs extends SqliteContainer<JobDoc> implements JobsContainer {
       q[name].pluck();
     }
     this.#q = q;
+    const summaries = {} as Record<SummaryQuery, Statement>;
+    for (const name of SUMMARY_QUERIES) {
+      summaries[name] = db.prepare(summarySql(JOB_QUERIES[name])).raw();
+    }
+    this.#summaries = summaries;
     this.#loadQueues();
     engine.onRollback(() => {
       this.#queuesStale = true;
@@ -941,33 +1006,24 @@ class SqliteJobs extends SqliteContainer<JobDoc> implements JobsContainer {
     });
   }
 
-  list(q: PageRequest & { productId: string; stage?: Stage }): Promise<Page<Stored<JobDoc>>> {
+  list<V extends JobListView = 'full'>(q: JobListQuery<V>): Promise<Page<Stored<JobOfView<V>>>> {
     return this.query('list', () => {
       const limit = requireLimit(q.limit, 1);
+      const { view, maxBytes } = jobListOptions(q);
       const after =
         q.cursor === undefined || q.cursor === null ? undefined : listCursor.decode(q.cursor);
-      let rows: unknown[][];
-      if (q.stage === undefined) {
-        rows = (
-          after === undefined
-            ? this.#q.list.all(key(q.productId), limit + 1)
-            : this.#q.listAfter.all(key(q.productId), after[0], after[0], after[1], limit + 1)
-        ) as unknown[][];
-      } else {
-        rows = (
-          after === undefined
-            ? this.#q.listStage.all(key(q.productId), key(q.stage), limit + 1)
-            : this.#q.listStageAfter.all(
-                key(q.productId),
-                key(q.stage),
-                after[0],
-                after[0],
-                after[1],
-                limit + 1,
-              )
-        ) as unknown[][];
-      }
-      return pageOf<Stored<JobDoc>>(rows, limit, listCursor);
+      const sql = view === 'summary' ? this.#summaries : this.#q;
+      const pk = key(q.productId);
+      const [stmt, params] =
+        q.stage === undefined
+          ? after === undefined
+            ? [sql.list, [pk]]
+            : [sql.listAfter, [pk, after[0], after[0], after[1]]]
+          : after === undefined
+            ? [sql.listStage, [pk, key(q.stage)]]
+            : [sql.listStageAfter, [pk, key(q.stage), after[0], after[0], after[1]]];
+      const { rows, more } = budgetedRows(stmt, params, limit, maxBytes);
+      return pageOf<Stored<JobOfView<V>>>(rows, limit, listCursor, more);
     });
   }
 
