@@ -31,6 +31,8 @@ import { type Clock, Coordinator, type DocumentStore } from '../../runtime/index
 import { registerAdminRoutes } from './admin-routes.js';
 import type { Authenticate } from './auth.js';
 import { ClaimWaiters } from './claim-waiters.js';
+import { forbiddenKeyError } from './forbidden-keys.js';
+import { MAX_JOB_ID_LENGTH } from './http-schemas.js';
 import { registerJobRoutes } from './job-routes.js';
 import { FleetMetrics } from './metrics.js';
 import { registerOpenApi } from './openapi.js';
@@ -157,6 +159,12 @@ const fleetPluginImpl: FastifyPluginAsync<FleetPluginOptions> = async (fastify, 
     });
   const metrics = o.metrics ?? new FleetMetrics();
   const waiters = new ClaimWaiters();
+  const maxParamLength = fastify.initialConfig.maxParamLength;
+  if (maxParamLength !== undefined && maxParamLength < MAX_JOB_ID_LENGTH) {
+    fastify.log.warn(
+      `fleetPlugin: the server's maxParamLength (${maxParamLength}) is below the longest job id Fleet accepts in a path (${MAX_JOB_ID_LENGTH}); set it to ${MAX_JOB_ID_LENGTH} (Fleet's own job ids are 26 characters)`,
+    );
+  }
   const bodyLimit = o.bodyLimit ?? DEFAULT_BODY_LIMIT;
   const ctx: RouteContext = {
     coordinator,
@@ -197,7 +205,11 @@ const fleetPluginImpl: FastifyPluginAsync<FleetPluginOptions> = async (fastify, 
       done(null, undefined);
       return;
     }
-    parseJson(request, text, done);
+    parseJson(request, text, (error, body) => {
+      // Fastify refuses a forbidden key with the error of broken JSON: say which it is.
+      if (error) done(forbiddenKeyError(text) ?? error, undefined);
+      else done(null, body);
+    });
   });
 
   app.setErrorHandler((error, request, reply) => {

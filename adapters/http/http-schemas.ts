@@ -41,8 +41,20 @@ export const RequeueBody = z.strictObject({}).nullish();
 /** `POST /fleet/jobs/:id/cancel`: no body (or `null`), or a reason recorded on the event. */
 export const CancelBody = z.strictObject({ reason: z.string().max(1000).optional() }).nullish();
 
+/**
+ * The longest job id accepted in a path: Fastify's default `maxParamLength`, which the
+ * standalone server sets explicitly, so the router and this schema refuse the same ids
+ * (both answer `400 VALIDATION`). Fleet's job ids are 26 characters (`job_` and 22 of
+ * base64url, see `jobIdFor`), so no id Fleet made is ever refused.
+ */
+export const MAX_JOB_ID_LENGTH = 100;
+
 export const JobParams = z.strictObject({
-  id: z.string().min(1).max(200).describe('The job id.'),
+  id: z
+    .string()
+    .min(1)
+    .max(MAX_JOB_ID_LENGTH, `must be at most ${MAX_JOB_ID_LENGTH} characters`)
+    .describe(`The job id (at most ${MAX_JOB_ID_LENGTH} characters; Fleet's are 26).`),
 });
 
 /** Page size: default 50, at most 500 (more is a 400, not a silent cap). */
@@ -62,6 +74,25 @@ const Cursor = z
   .describe('The `nextCursor` of the previous page (opaque).');
 
 export const PageQuery = z.object({ limit: Limit, cursor: Cursor });
+
+/**
+ * An event stream's cursor is the last `seq` seen: a canonical decimal integer (no sign,
+ * no leading zero, no exponent, hex or spaces) that is a safe integer.
+ */
+const SEQ = /^(0|[1-9][0-9]{0,15})$/;
+
+export const EventsQuery = z.object({
+  limit: Limit,
+  cursor: z
+    .string()
+    .regex(SEQ, 'must be a seq: a decimal whole number, digits only, without a leading zero')
+    // Only for what the pattern let through: one error per bad cursor.
+    .refine((v) => !SEQ.test(v) || Number(v) <= Number.MAX_SAFE_INTEGER, {
+      message: 'must be at most 9007199254740991',
+    })
+    .optional()
+    .describe('The last `seq` seen (a decimal whole number): the page starts after it.'),
+});
 
 export const ListJobsQuery = z.object({
   stage: S.Stage.optional().describe('Only jobs in this stage.'),

@@ -9,6 +9,7 @@ import { conditionOf, noneMatch } from './conditional.js';
 import {
   ArtifactView,
   artifactView,
+  EventsQuery,
   EventView,
   IfMatchHeaders,
   IfNoneMatchHeaders,
@@ -226,7 +227,7 @@ export function registerJobRoutes(app: FleetApp, ctx: RouteContext): void {
         description:
           'Any role. `seq` is 1, 2, 3... with no gap. Paged: `nextCursor` is the last `seq` seen, so a reader can also resume from any seq it has.',
         params: JobParams,
-        querystring: PageQuery,
+        querystring: EventsQuery,
         response: { 200: pageOf(EventView), ...problems(...AUTH_CODES, 'NOT_FOUND') },
       },
     },

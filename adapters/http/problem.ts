@@ -214,5 +214,18 @@ export function fleetFrameworkErrors(
   request: FastifyRequest,
   reply: FastifyReply,
 ): void {
+  if (error.code === 'FST_ERR_MAX_PARAM_LENGTH') {
+    // Fastify's message quotes the whole URL; say what is wrong, as the schema would.
+    const limit = request.server.initialConfig.maxParamLength;
+    const message = `must be at most ${limit} characters`;
+    sendProblem(
+      request,
+      reply,
+      new FleetError('VALIDATION', `a path parameter is too long: it ${message}`, {
+        extra: { errors: [{ in: 'path', path: '', message }] },
+      }),
+    );
+    return;
+  }
   sendProblem(request, reply, error);
 }

@@ -30,6 +30,7 @@ import { createMemoryStore } from '../store/memory/index.js';
 import { openSqliteStore } from '../store/sqlite/index.js';
 import { actorKeyFor, tokenActor } from './actor-key.js';
 import { FLEET_ROLES, type FleetConfig, type StoreConfig, type TokenGrant } from './config.js';
+import { MAX_JOB_ID_LENGTH } from './http-schemas.js';
 import {
   type Authenticate,
   type FleetAuth,
@@ -262,6 +263,8 @@ export async function buildServer(
       logger: options.logger ?? { level: config.logLevel },
       bodyLimit: config.bodyLimit,
       ...timeouts(config),
+      // The router refuses exactly the ids the route schemas refuse (see MAX_JOB_ID_LENGTH).
+      maxParamLength: MAX_JOB_ID_LENGTH,
       // Malformed URLs and over-long params get problem documents too.
       frameworkErrors: fleetFrameworkErrors,
     });
