@@ -10,7 +10,7 @@
  * | `PORT` | TCP port; `0` picks a free one | `8080` |
  * | `FLEET_STORE` | `sqlite` \| `memory` \| `cosmos` | `sqlite` |
  * | `FLEET_DB` | the SQLite database file | `./data/fleet.db` |
- * | `FLEET_TOKENS` | JSON array of `{ "token", "productId", "roles", "subject"? }` | — |
+ * | `FLEET_TOKENS` | JSON array of `{ "token", "productId", "roles", "subject"?, "factoryIds"? }` | — |
  * | `FLEET_TOKENS_FILE` | a file holding that JSON array | — |
  * | `FLEET_LEASE_MS` | lease length of a claim, ms (≥ 1000) | `60000` |
  * | `FLEET_REAPER_INTERVAL_MS` | mean wait between supervisor sweeps, ms (≥ 10) | `5000` |
@@ -49,8 +49,10 @@ export interface TokenGrant {
   token: string;
   productId: string;
   roles: FleetRole[];
-  /** Who holds it, for logs and event actors. @defaultValue derived from the token's hash */
+  /** Who holds it, for logs and event actors. @defaultValue a keyed id of the token (`actor-key.ts`) */
   subject?: string;
+  /** The factory ids it may act as (claims, heartbeats, lease calls, moves). @defaultValue any */
+  factoryIds?: string[];
 }
 
 export type StoreConfig =
@@ -261,6 +263,13 @@ const TokenSchema = z.strictObject({
     })
     .min(1, 'must name at least one role'),
   subject: z.string().min(1).max(200).optional(),
+  factoryIds: z
+    .array(z.string().min(1, 'must not be empty').max(200), {
+      error: 'must be an array of factory ids',
+    })
+    .min(1, 'must name at least one factory (leave it out for any)')
+    .max(10_000)
+    .optional(),
 });
 
 const TokensSchema = z

@@ -4,7 +4,7 @@
  * product only: another product's job answers 404, exactly like a missing one.
  */
 import { z } from 'zod';
-import { authOf, guard } from './auth.js';
+import { actingAs, authOf, guard } from './auth.js';
 import { conditionOf, noneMatch } from './conditional.js';
 import {
   ArtifactView,
@@ -183,7 +183,7 @@ export function registerJobRoutes(app: FleetApp, ctx: RouteContext): void {
       },
     },
     async (request, reply): Promise<JobView> => {
-      const { productId } = authOf(request);
+      const { productId } = actingAs(request);
       const cond = await conditionOf(coord, productId, request);
       const job = must(await coord.transition(productId, request.params.id, request.body, cond));
       return sendJob(reply, job);

@@ -22,7 +22,9 @@ per job at a time and that nothing submitted is lost.
 A token maps to one product and a set of roles: \`submitter\` (submit, read), \`factory\` (claim, lease,
 patch, progress, heartbeat, read), \`admin\` (everything, including requeue and cancel). Missing or
 unknown credentials → \`401 UNAUTHENTICATED\`; a known caller without the role → \`403 FORBIDDEN\`.
-Authentication is checked before the body is read.
+Authentication is checked before the body is read. Credentials bound to factory ids (a grant's
+\`factoryIds\`) may act only as those factories: a factory call naming another \`factoryId\` → \`403 FORBIDDEN\`.
+Unbound factory credentials may act as any factory of their product.
 
 **Tenancy.** The product always comes from the credentials. A job, run, event, artifact or factory of
 another product answers \`404 NOT_FOUND\`, exactly like one that does not exist.

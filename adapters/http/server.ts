@@ -194,6 +194,7 @@ export function tokenAuthenticator(grants: readonly TokenGrant[], actorKey: Buff
       productId: g.productId,
       roles: [...g.roles],
       subject: g.subject ?? tokenActor(actorKey, g.token),
+      ...(g.factoryIds === undefined ? {} : { factoryIds: [...g.factoryIds] }),
     });
   }
   return (request: FastifyRequest) => {

@@ -14,7 +14,7 @@
  * own `close` fires as soon as its body has been read, long before the client leaves.
  */
 import { type ClaimGrant, FleetError } from '../../runtime/index.js';
-import { authOf, type FleetAuth, guard } from './auth.js';
+import { actingAs, authOf, type FleetAuth, guard, mustActAs } from './auth.js';
 import { conditionOf } from './conditional.js';
 import {
   ClaimBody,
@@ -140,6 +140,7 @@ export function registerWorkerRoutes(app: FleetApp, ctx: RouteContext): void {
       const caller = authOf(request);
       const { productId } = caller;
       const { waitMs, ...input } = request.body;
+      mustActAs(caller, input.factoryId);
       const gone = new AbortController();
       const onClose = (): void => {
         if (!reply.raw.writableEnded) gone.abort();
@@ -194,7 +195,7 @@ export function registerWorkerRoutes(app: FleetApp, ctx: RouteContext): void {
       },
     },
     async (request) => {
-      const { productId } = authOf(request);
+      const { productId } = actingAs(request);
       const cond = await conditionOf(coord, productId, request);
       return must(await coord.renewLease(productId, request.params.id, request.body, cond));
     },
@@ -227,7 +228,7 @@ export function registerWorkerRoutes(app: FleetApp, ctx: RouteContext): void {
       },
     },
     async (request, reply): Promise<JobView> => {
-      const { productId } = authOf(request);
+      const { productId } = actingAs(request);
       const cond = await conditionOf(coord, productId, request);
       const job = must(await coord.releaseLease(productId, request.params.id, request.body, cond));
       return sendJob(reply, job);
@@ -261,7 +262,7 @@ export function registerWorkerRoutes(app: FleetApp, ctx: RouteContext): void {
       },
     },
     async (request, reply): Promise<JobView> => {
-      const { productId } = authOf(request);
+      const { productId } = actingAs(request);
       const cond = await conditionOf(coord, productId, request);
       const job = must(
         await coord.recordProgress(productId, request.params.id, request.body, cond),
@@ -286,7 +287,7 @@ export function registerWorkerRoutes(app: FleetApp, ctx: RouteContext): void {
       },
     },
     async (request) =>
-      factoryView(must(await coord.heartbeat(authOf(request).productId, request.body))),
+      factoryView(must(await coord.heartbeat(actingAs(request).productId, request.body))),
   );
 
   app.get(

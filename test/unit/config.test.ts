@@ -122,7 +122,7 @@ describe('loadConfig', () => {
       expect.arrayContaining([
         'FLEET_TOKENS[0].roles: must name at least one role',
         // Unknown members are not named: a member name may be a token pasted there.
-        'FLEET_TOKENS[1]: has a member other than token, productId, roles, subject (not named here: it may be a secret)',
+        'FLEET_TOKENS[1]: has a member other than token, productId, roles, subject, factoryIds (not named here: it may be a secret)',
       ]),
     );
     expect(
