@@ -10,6 +10,7 @@ import { buildServer } from '../../adapters/http/server.js';
 import { createMemoryStore } from '../../adapters/store/memory/index.js';
 import {
   buildTestApp,
+  closeTestApp,
   dumpProduct,
   expectProblem,
   PRODUCT,
@@ -21,11 +22,7 @@ let t: TestApp;
 beforeEach(async () => {
   t = await buildTestApp({ store: createMemoryStore() });
 });
-afterEach(async () => {
-  await t.app.close();
-  await t.coordinator.drain();
-  await t.store.close();
-});
+afterEach(() => closeTestApp(t));
 
 describe('22: HTTP input hardening', () => {
   it('22: the router and the schemas accept job ids of the same length: a valid id is never refused, a longer one is a clear 400', async () => {

@@ -7,7 +7,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../adapters/http/config.js';
 import { STORES } from '../support/stores.js';
-import { buildTestApp, expectProblem, submitJob, type TestApp } from './support.js';
+import { buildTestApp, closeTestApp, expectProblem, submitJob, type TestApp } from './support.js';
 
 type Item = Record<string, unknown> & { id: string };
 type ListPage = { items: Item[]; nextCursor: string | null };
@@ -21,11 +21,7 @@ describe.each(STORES)('job lists on $name', (factory) => {
   beforeEach(async () => {
     t = await buildTestApp({ store: await factory.open(), listPageBytes: BUDGET });
   });
-  afterEach(async () => {
-    await t.app.close();
-    await t.coordinator.drain();
-    await t.store.close();
-  });
+  afterEach(() => closeTestApp(t));
 
   /** Every page of `query`, following nextCursor. */
   const pages = async (query: string): Promise<ListPage[]> => {

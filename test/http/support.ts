@@ -155,6 +155,13 @@ export async function buildTestApp(options: BuildOptions): Promise<TestApp> {
   };
 }
 
+/** Closes a test app: the app (parked claims end), then queued coordinator work, then the store. */
+export async function closeTestApp(t: TestApp): Promise<void> {
+  await t.app.close();
+  await t.coordinator.drain();
+  await t.store.close();
+}
+
 /** Asserts `res` is a problem document with `code` (and its status), and returns it. */
 export function expectProblem(
   res: LightMyRequestResponse,

@@ -13,7 +13,14 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { type FleetConfig, loadConfig } from '../../adapters/http/config.js';
 import { buildServer, type FleetServer, listen } from '../../adapters/http/server.js';
 import { createMemoryStore } from '../../adapters/store/memory/index.js';
-import { buildTestApp, expectProblem, SpyMetrics, submitJob, type TestApp } from './support.js';
+import {
+  buildTestApp,
+  closeTestApp,
+  expectProblem,
+  SpyMetrics,
+  submitJob,
+  type TestApp,
+} from './support.js';
 
 const TOKEN = 'factory-and-submitter';
 const TOKENS = JSON.stringify([
@@ -140,12 +147,8 @@ describe('8: request and connection timeouts of the standalone server', () => {
 describe('8: parked long-poll claims are capped per caller', () => {
   let t: TestApp | undefined;
   afterEach(async () => {
-    if (t) {
-      await t.app.close(); // a second close is a no-op
-      await t.coordinator.drain();
-      await t.store.close();
-      t = undefined;
-    }
+    if (t) await closeTestApp(t); // a second close of the app is a no-op
+    t = undefined;
   });
 
   it('8: over the cap, a claim that would park answers 429 RATE_LIMITED with Retry-After; others are not affected', async () => {
