@@ -14,6 +14,7 @@ import {
   runCosmosBench,
 } from './cosmos.bench.js';
 import { BULLMQ_RATE, E2E_GOAL, runE2eBench } from './e2e.bench.js';
+import { runEtagBench } from './etag.bench.js';
 import { httpOptionsFromArgs, httpSummary, runHttpBench } from './http.bench.js';
 import { runSqliteBench, sqliteOptionsFromArgs, sqliteSummary } from './sqlite.bench.js';
 import { runSubmitBench, SUBMIT_GOAL } from './submit.bench.js';
@@ -23,6 +24,8 @@ import { int, say } from './support/report.js';
 export async function runAll(args: string[]): Promise<void> {
   const started = performance.now();
   const quick = args.includes('--quick');
+  const etags = runEtagBench(quick ? { count: 200_000 } : {});
+  say();
   const claims = await runClaimBench(claimOptionsFromArgs(args));
   say();
   const submit = await runSubmitBench(quick ? { jobs: 5_000 } : {});
@@ -50,6 +53,10 @@ export async function runAll(args: string[]): Promise<void> {
   for (const line of sqliteSummary(sqlite, sqliteOptions.sizes ?? [1_000, 100_000, 1_000_000]))
     say(line);
   for (const line of httpSummary(http)) say(line);
+  const [counter, , pooled] = etags;
+  say(
+    `etag: ${pooled!.nsPerEtag.toFixed(0)} ns per write (random, 96 bits) against ${counter!.nsPerEtag.toFixed(0)} ns for a counter`,
+  );
   say();
   say(cosmosTable(cosmos));
   say();

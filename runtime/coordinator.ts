@@ -37,7 +37,14 @@ import { addUsage, exceededBudget, usageIsRepresentable, ZERO_USAGE } from './bu
 import { contentHash, jobIdFor } from './canonical.js';
 import { type Clock, iso, ms, systemClock } from './clock.js';
 import { type DepsStatus, evaluateDeps, findCycle } from './deps.js';
-import type { DocumentStore, JobLink, PageRequest, Stored } from './document-store.port.js';
+import type {
+  DocumentStore,
+  JobLink,
+  JobListView,
+  JobOfView,
+  PageRequest,
+  Stored,
+} from './document-store.port.js';
 import { FleetError, fail, isFleetError, ok, type Result } from './errors.js';
 import { JobDraft, persistSnapshot } from './job-draft.js';
 import { Mailboxes } from './mailbox.js';
@@ -1608,17 +1615,19 @@ export class Coordinator {
     return this.getJob(productId, jobIdFor(productId, idempotencyKey));
   }
 
-  /** The product's jobs, newest first, optionally of one stage. */
-  async listJobs(
+  /** The product's jobs, newest first, optionally of one stage; `view` and `maxBytes` as in the port's `jobs.list`. */
+  async listJobs<V extends JobListView = 'full'>(
     productId: string,
-    q: { stage?: Stage; limit?: number; cursor?: string | null } = {},
-  ): Promise<Result<Page<Stored<JobDoc>>>> {
+    q: { stage?: Stage; limit?: number; cursor?: string | null; view?: V; maxBytes?: number } = {},
+  ): Promise<Result<Page<Stored<JobOfView<V>>>>> {
     return this.#guardRead(() =>
-      this.store.jobs.list({
+      this.store.jobs.list<V>({
         productId,
         limit: q.limit ?? 50,
         cursor: q.cursor ?? null,
         ...(q.stage ? { stage: q.stage } : {}),
+        view: q.view,
+        maxBytes: q.maxBytes,
       }),
     );
   }

@@ -87,6 +87,40 @@ export interface ClaimQuery {
   limit: number;
 }
 
+/** What a job list returns of each job: the whole document, or a summary. */
+export type JobListView = 'full' | 'summary';
+
+/**
+ * The members a summary leaves out: the job's body (up to 1 MB) and manifest, which
+ * make a full page of 500 jobs hundreds of megabytes.
+ */
+export const JOB_SUMMARY_OMITS = ['bodyMd', 'manifestSnapshot'] as const;
+
+/** A job without its body and manifest (`view: 'summary'`). */
+export type JobSummary = Omit<JobDoc, (typeof JOB_SUMMARY_OMITS)[number]>;
+
+/** The document type a list of view `V` returns. */
+export type JobOfView<V extends JobListView> = V extends 'summary' ? JobSummary : JobDoc;
+
+/** A page of a product's jobs (`JobsContainer.list`). */
+export interface JobListQuery<V extends JobListView = JobListView> extends PageRequest {
+  productId: string;
+  /** Only jobs in this stage. */
+  stage?: Stage;
+  /**
+   * `summary`: each job without {@link JOB_SUMMARY_OMITS}, which the store does not even
+   * read or parse. @defaultValue 'full'
+   */
+  view?: V;
+  /**
+   * Byte budget of the page: it ends early, after the last job whose stored JSON (as
+   * this view returns it, UTF-8) keeps the page's total within `maxBytes`; `nextCursor`
+   * then continues after that job. A page always holds at least one job, so a job
+   * larger than the budget comes alone on its page. @defaultValue no budget
+   */
+  maxBytes?: number;
+}
+
 export interface JobsContainer extends Container<JobDoc> {
   /**
    * Queued jobs of a product that the factory may take, best first: priority rank,
@@ -94,8 +128,12 @@ export interface JobsContainer extends Container<JobDoc> {
    * a scan of the queue.
    */
   claimCandidates(q: ClaimQuery): Promise<Stored<JobDoc>[]>;
-  /** Jobs of a product, newest first (by `seq`), optionally of one stage. */
-  list(q: PageRequest & { productId: string; stage?: Stage }): Promise<Page<Stored<JobDoc>>>;
+  /**
+   * Jobs of a product, newest first (by `seq`), optionally of one stage, whole or as
+   * summaries, within an optional byte budget ({@link JobListQuery}). Cursors of both
+   * views are interchangeable.
+   */
+  list<V extends JobListView = 'full'>(q: JobListQuery<V>): Promise<Page<Stored<JobOfView<V>>>>;
   /** Links of the jobs of any product in one stage, oldest first (supervisor sweeps). */
   listByStage(q: PageRequest & { stage: Stage }): Promise<Page<JobLink>>;
   /** Links of the jobs of the product whose `deps` include `jobId`, in submission order. */

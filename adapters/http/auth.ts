@@ -20,6 +20,13 @@ export interface FleetAuth {
   roles: readonly FleetRole[];
   /** Who it is (a user, a token name), recorded as the actor of the events it causes. */
   subject?: string;
+  /**
+   * The factory ids this caller may act as in factory calls (claim, heartbeat, lease
+   * renew and release, progress, PATCH); another is `403 FORBIDDEN`. Absent: any
+   * factory of its product (fencing then protects a job from stale holders, not from a
+   * colleague holding a factory token of the same product).
+   */
+  factoryIds?: readonly string[];
 }
 
 /**
@@ -48,17 +55,31 @@ function checked(auth: unknown): FleetAuth | null {
     a.productId.length === 0 ||
     a.productId.length > 200 ||
     !Array.isArray(a.roles) ||
-    (a.subject !== undefined && typeof a.subject !== 'string')
+    (a.subject !== undefined && typeof a.subject !== 'string') ||
+    (a.factoryIds !== undefined &&
+      (!Array.isArray(a.factoryIds) || !a.factoryIds.every((f) => typeof f === 'string')))
   ) {
     throw new TypeError(
-      'authenticate() returned an invalid FleetAuth: want { productId: string (1-200 chars), roles: FleetRole[], subject?: string }',
+      'authenticate() returned an invalid FleetAuth: want { productId: string (1-200 chars), roles: FleetRole[], subject?: string, factoryIds?: string[] }',
     );
   }
   return {
     productId: a.productId,
     roles: a.roles.filter((r): r is FleetRole => ROLE_SET.has(r)),
     ...(a.subject === undefined ? {} : { subject: a.subject }),
+    ...(a.factoryIds === undefined ? {} : { factoryIds: [...a.factoryIds] }),
   };
+}
+
+/**
+ * Refuses (`403 FORBIDDEN`) a factory call for `factoryId` by a caller bound to other
+ * factories ({@link FleetAuth.factoryIds}); an unbound caller may act as any.
+ */
+export function mustActAs(auth: FleetAuth, factoryId: string): void {
+  if (auth.factoryIds === undefined || auth.factoryIds.includes(factoryId)) return;
+  throw new FleetError('FORBIDDEN', 'these credentials may not act as this factory', {
+    extra: { factoryId },
+  });
 }
 
 /** True when `roles` admit a route of `access`. */
@@ -84,6 +105,16 @@ export function guard(authenticate: Authenticate, access: Access) {
     }
     auths.set(request, auth);
   };
+}
+
+/**
+ * The caller of a factory call whose body names a `factoryId`, once {@link mustActAs}
+ * admitted it.
+ */
+export function actingAs(request: FastifyRequest & { body: { factoryId: string } }): FleetAuth {
+  const auth = authOf(request);
+  mustActAs(auth, request.body.factoryId);
+  return auth;
 }
 
 /** The caller of a request that passed its route's {@link guard}. */

@@ -12,6 +12,10 @@
  *
  * Lost wake-ups are impossible: a claimer reads the product's generation *before* it
  * tries, and {@link ClaimWaiters.wait} returns at once when a notify moved it since.
+ *
+ * Each parked claim holds a connection for up to 30 s, so a caller may hold only so
+ * many at once ({@link ClaimWaiters.reserve}): one token cannot pin the server's
+ * sockets and file descriptors by opening long polls without end.
  */
 
 /** Why a wait ended. */
@@ -24,7 +28,33 @@ interface Waiter {
 export class ClaimWaiters {
   readonly #generation = new Map<string, number>();
   readonly #parked = new Map<string, Set<Waiter>>();
+  /** caller → long polls it has parked now (see {@link reserve}). */
+  readonly #reserved = new Map<string, number>();
   #closed = false;
+
+  /**
+   * Takes one of `caller`'s `max` long-poll slots, for the whole long poll (waits and
+   * the claim attempts between them). Returns the function that gives it back (calling
+   * it twice gives back one slot), or null when the caller holds `max` already.
+   */
+  reserve(caller: string, max: number): (() => void) | null {
+    const held = this.#reserved.get(caller) ?? 0;
+    if (held >= max) return null;
+    this.#reserved.set(caller, held + 1);
+    let given = false;
+    return () => {
+      if (given) return;
+      given = true;
+      const left = (this.#reserved.get(caller) ?? 1) - 1;
+      if (left > 0) this.#reserved.set(caller, left);
+      else this.#reserved.delete(caller);
+    };
+  }
+
+  /** How many long-poll slots `caller` holds now. */
+  reserved(caller: string): number {
+    return this.#reserved.get(caller) ?? 0;
+  }
 
   /** The product's notify count: read it before a claim attempt, pass it to {@link wait}. */
   generation(productId: string): number {

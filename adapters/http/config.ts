@@ -10,7 +10,7 @@
  * | `PORT` | TCP port; `0` picks a free one | `8080` |
  * | `FLEET_STORE` | `sqlite` \| `memory` \| `cosmos` | `sqlite` |
  * | `FLEET_DB` | the SQLite database file | `./data/fleet.db` |
- * | `FLEET_TOKENS` | JSON array of `{ "token", "productId", "roles", "subject"? }` | — |
+ * | `FLEET_TOKENS` | JSON array of `{ "token", "productId", "roles", "subject"?, "factoryIds"? }` | — |
  * | `FLEET_TOKENS_FILE` | a file holding that JSON array | — |
  * | `FLEET_LEASE_MS` | lease length of a claim, ms (≥ 1000) | `60000` |
  * | `FLEET_REAPER_INTERVAL_MS` | mean wait between supervisor sweeps, ms (≥ 10) | `5000` |
@@ -19,6 +19,11 @@
  * | `FLEET_CLAIM_SPREAD` | a claim picks at random among this many oldest jobs of the best priority (1 = strictly oldest first) | `1`; `4` with `cosmos` |
  * | `COSMOS_ENDPOINT`, `COSMOS_KEY`, `COSMOS_DATABASE` | the Cosmos DB account (`FLEET_STORE=cosmos`) | —, —, `fleet` |
  * | `COSMOS_ALLOW_SELF_SIGNED_CERT` | `true` accepts a self-signed certificate (a local emulator; loopback endpoints only) | `false` |
+ * | `FLEET_REQUEST_TIMEOUT_MS` | a client must have sent its whole request (headers and body) within this, ms (else 408 and the connection is closed) | `45000` |
+ * | `FLEET_CONNECTION_TIMEOUT_MS` | a connection with no traffic for this long is closed, ms; over 30 s, the longest long-poll claim | `60000` |
+ * | `FLEET_MAX_PARKED_CLAIMS` | long-poll claims one token may have waiting at once; one more → 429 | `64` |
+ * | `FLEET_LIST_PAGE_BYTES` | byte budget of a page of `GET /fleet/jobs` (`512KiB`, `8MiB` accepted) | `4194304` |
+ * | `FLEET_ACTOR_KEY` | secret (16+ characters) keying the event actor of tokens without a `subject` (see `actor-key.ts`) | derived per store |
  *
  * With neither `FLEET_TOKENS` nor `FLEET_TOKENS_FILE`, the server makes a development
  * admin token (see `server.ts`). Setting both is an error. An empty variable counts as
@@ -44,8 +49,10 @@ export interface TokenGrant {
   token: string;
   productId: string;
   roles: FleetRole[];
-  /** Who holds it, for logs and event actors. @defaultValue derived from the token's hash */
+  /** Who holds it, for logs and event actors. @defaultValue a keyed id of the token (`actor-key.ts`) */
   subject?: string;
+  /** The factory ids it may act as (claims, heartbeats, lease calls, moves). @defaultValue any */
+  factoryIds?: string[];
 }
 
 export type StoreConfig =
@@ -82,6 +89,22 @@ export interface FleetConfig {
   logLevel: LogLevel;
   /** Claims pick among this many oldest jobs of the best priority. @defaultValue 1; 4 with Cosmos DB */
   claimSpread: number;
+  /** Time a client has to send a whole request (headers and body), ms. @defaultValue 45000 */
+  requestTimeoutMs: number;
+  /**
+   * A connection idle this long is closed, ms; longer than the longest long-poll claim
+   * (30 s), whose connection is idle while it waits. @defaultValue 60000
+   */
+  connectionTimeoutMs: number;
+  /** Long-poll claims one token may have waiting at once. @defaultValue 64 */
+  maxParkedClaims: number;
+  /** Byte budget of a page of `GET /fleet/jobs`. @defaultValue 4194304 (4 MiB) */
+  listPageBytes: number;
+  /**
+   * `FLEET_ACTOR_KEY`: keys the actor ids of tokens without a subject.
+   * @defaultValue null: derived from the store (see `actor-key.ts`)
+   */
+  actorKey: string | null;
   /** Non-fatal findings (unknown `FLEET_*` variables), for the log. */
   warnings: string[];
 }
@@ -96,6 +119,10 @@ export const DEFAULTS = {
   logLevel: 'info',
   cosmosDatabase: 'fleet',
   claimSpread: 1,
+  requestTimeoutMs: 45_000,
+  connectionTimeoutMs: 60_000,
+  maxParkedClaims: 64,
+  listPageBytes: 4 * 1024 * 1024,
   /** Several processes share a Cosmos DB database: spread their claims (see bench/cosmos). */
   cosmosClaimSpread: 4,
 } as const;
@@ -111,6 +138,11 @@ export const KNOWN_VARIABLES = [
   'FLEET_BODY_LIMIT',
   'FLEET_LOG_LEVEL',
   'FLEET_CLAIM_SPREAD',
+  'FLEET_ACTOR_KEY',
+  'FLEET_REQUEST_TIMEOUT_MS',
+  'FLEET_CONNECTION_TIMEOUT_MS',
+  'FLEET_MAX_PARKED_CLAIMS',
+  'FLEET_LIST_PAGE_BYTES',
 ] as const;
 
 /** The configuration is invalid; `problems` has one line per bad variable. */
@@ -127,6 +159,25 @@ export class ConfigError extends Error {
 function got(value: string): string {
   const v = value.length > 40 ? `${value.slice(0, 37)}...` : value;
   return JSON.stringify(v);
+}
+
+/**
+ * Why `endpoint` is not a usable account URL, or null. A value that is not a URL is not
+ * quoted: the likeliest mistake is the account key pasted into the wrong variable.
+ */
+function endpointProblem(endpoint: string): string | null {
+  const example = 'e.g. https://myaccount.documents.azure.com:443/';
+  if (!URL.canParse(endpoint)) {
+    return `must be an http(s) URL, ${example} (the value is not shown: it is not a URL, and may be a secret)`;
+  }
+  const url = new URL(endpoint);
+  if (!/^https?:$/.test(url.protocol)) {
+    return `must be an http(s) URL, ${example} (got a ${url.protocol} URL)`;
+  }
+  if (url.username !== '' || url.password !== '') {
+    return 'must not carry a user name or password (the account key goes in COSMOS_KEY)';
+  }
+  return null;
 }
 
 /** An optional variable: undefined (or empty) → `fallback`, else parsed by `parse`. */
@@ -185,6 +236,17 @@ const EnvSchema = z.object({
   FLEET_BODY_LIMIT: variable(byteSize, DEFAULTS.bodyLimit),
   FLEET_LOG_LEVEL: variable(oneOf(LOG_LEVELS), DEFAULTS.logLevel as LogLevel),
   FLEET_CLAIM_SPREAD: variable(integer(1, 256), undefined as number | undefined),
+  FLEET_REQUEST_TIMEOUT_MS: variable(integer(1000, 3_600_000, ' (ms)'), DEFAULTS.requestTimeoutMs),
+  // Over 30 s: a long-poll claim's connection is idle for up to 30 s while it waits.
+  FLEET_CONNECTION_TIMEOUT_MS: variable(
+    integer(31_000, 3_600_000, ' (ms; over 30000, the longest long-poll claim)'),
+    DEFAULTS.connectionTimeoutMs,
+  ),
+  FLEET_MAX_PARKED_CLAIMS: variable(integer(1, 100_000), DEFAULTS.maxParkedClaims),
+  FLEET_LIST_PAGE_BYTES: variable((raw) => {
+    const n = byteSize(raw);
+    return typeof n === 'number' && n < 1024 ? { error: 'must be at least 1 KiB' } : n;
+  }, DEFAULTS.listPageBytes),
   COSMOS_ALLOW_SELF_SIGNED_CERT: variable(oneOf(['true', 'false', '1', '0'] as const), 'false'),
 });
 
@@ -201,6 +263,13 @@ const TokenSchema = z.strictObject({
     })
     .min(1, 'must name at least one role'),
   subject: z.string().min(1).max(200).optional(),
+  factoryIds: z
+    .array(z.string().min(1, 'must not be empty').max(200), {
+      error: 'must be an array of factory ids',
+    })
+    .min(1, 'must name at least one factory (leave it out for any)')
+    .max(10_000)
+    .optional(),
 });
 
 const TokensSchema = z
@@ -219,19 +288,51 @@ function issuePath(path: readonly PropertyKey[]): string {
   return path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('');
 }
 
-/** Parses a token list; problems are prefixed with `name` (the variable). */
+/**
+ * Where a JSON text stops being JSON, as "line L, column C", when the parser's message
+ * names a position; never any of the text itself (a token list is all secrets).
+ */
+function jsonErrorPlace(text: string, error: unknown): string {
+  const m = /position (\d+)/.exec(error instanceof Error ? error.message : '');
+  if (m === null) return '';
+  const before = text.slice(0, Number(m[1]));
+  const line = before.split('\n').length;
+  const column = before.length - before.lastIndexOf('\n');
+  return ` at line ${line}, column ${column}`;
+}
+
+const TOKEN_MEMBERS = Object.keys(TokenSchema.shape).join(', ');
+
+/**
+ * The message of a token-list issue. Built from the schema alone: it never quotes the
+ * input, so no part of a token reaches the console. zod names the unknown keys of a
+ * strict object, and a key may be a token pasted in the wrong place: those are not named.
+ */
+function tokenIssueMessage(issue: z.core.$ZodIssue): string {
+  if (issue.code === 'unrecognized_keys') {
+    return `has a member other than ${TOKEN_MEMBERS} (not named here: it may be a secret)`;
+  }
+  return issue.message;
+}
+
+/**
+ * Parses a token list; problems are prefixed with `name` (the variable). No problem
+ * quotes the text: it is made of secrets (see {@link tokenIssueMessage}).
+ */
 function parseTokens(name: string, text: string, problems: string[]): TokenGrant[] {
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch (e) {
-    problems.push(`${name}: is not valid JSON (${(e as Error).message})`);
+    problems.push(
+      `${name}: is not valid JSON${jsonErrorPlace(text, e)}; expected a JSON array of { "token", "productId", "roles" } (the value is not shown: it holds tokens)`,
+    );
     return [];
   }
   const r = TokensSchema.safeParse(json);
   if (!r.success) {
     for (const issue of r.error.issues.slice(0, 10)) {
-      problems.push(`${name}${issuePath(issue.path)}: ${issue.message}`);
+      problems.push(`${name}${issuePath(issue.path)}: ${tokenIssueMessage(issue)}`);
     }
     return [];
   }
@@ -279,6 +380,11 @@ export function loadConfig(
     problems.push('FLEET_TOKENS, FLEET_TOKENS_FILE: set one of them, not both');
   } else if (inline !== undefined) {
     tokens = { source: 'env', grants: parseTokens('FLEET_TOKENS', inline, problems) };
+  } else if (file !== undefined && /^\s*[[{]/.test(file)) {
+    // A token list pasted into the file variable: naming "the file" would print it.
+    problems.push(
+      'FLEET_TOKENS_FILE: names a file, but holds what looks like a JSON token list (not shown); put the list in FLEET_TOKENS, or its file name here',
+    );
   } else if (file !== undefined) {
     const path = resolve(cwd, file.trim());
     let text: string | undefined;
@@ -297,6 +403,13 @@ export function loadConfig(
     }
   }
 
+  const actorKey = set('FLEET_ACTOR_KEY') ?? null;
+  if (actorKey !== null && !/^[\x21-\x7e]{16,1000}$/.test(actorKey)) {
+    problems.push(
+      'FLEET_ACTOR_KEY: must be 16 to 1000 printable ASCII characters without spaces (the value is not shown: it is a secret)',
+    );
+  }
+
   let store: StoreConfig | undefined;
   if (parsed.success) {
     const kind = parsed.data.FLEET_STORE;
@@ -307,8 +420,9 @@ export function loadConfig(
       const key = set('COSMOS_KEY');
       if (endpoint === undefined) {
         problems.push('COSMOS_ENDPOINT: is required with FLEET_STORE=cosmos (the account URL)');
-      } else if (!URL.canParse(endpoint) || !/^https?:$/.test(new URL(endpoint).protocol)) {
-        problems.push(`COSMOS_ENDPOINT: must be an http(s) URL (got ${got(endpoint)})`);
+      } else {
+        const problem = endpointProblem(endpoint);
+        if (problem !== null) problems.push(`COSMOS_ENDPOINT: ${problem}`);
       }
       if (key === undefined) {
         problems.push('COSMOS_KEY: is required with FLEET_STORE=cosmos (the account key)');
@@ -353,6 +467,11 @@ export function loadConfig(
     claimSpread:
       e.FLEET_CLAIM_SPREAD ??
       (store.kind === 'cosmos' ? DEFAULTS.cosmosClaimSpread : DEFAULTS.claimSpread),
+    requestTimeoutMs: e.FLEET_REQUEST_TIMEOUT_MS,
+    connectionTimeoutMs: e.FLEET_CONNECTION_TIMEOUT_MS,
+    maxParkedClaims: e.FLEET_MAX_PARKED_CLAIMS,
+    listPageBytes: e.FLEET_LIST_PAGE_BYTES,
+    actorKey,
     warnings,
   };
 }

@@ -31,11 +31,13 @@ import { type Clock, Coordinator, type DocumentStore } from '../../runtime/index
 import { registerAdminRoutes } from './admin-routes.js';
 import type { Authenticate } from './auth.js';
 import { ClaimWaiters } from './claim-waiters.js';
+import { forbiddenKeyError } from './forbidden-keys.js';
+import { MAX_JOB_ID_LENGTH } from './http-schemas.js';
 import { registerJobRoutes } from './job-routes.js';
 import { FleetMetrics } from './metrics.js';
 import { registerOpenApi } from './openapi.js';
 import { routeNotFound, sendProblem } from './problem.js';
-import type { FleetApp, RouteContext } from './route-context.js';
+import { DEFAULT_LIST_PAGE_BYTES, type FleetApp, type RouteContext } from './route-context.js';
 import { registerServiceRoutes } from './service-routes.js';
 import { registerWorkerRoutes } from './worker-routes.js';
 
@@ -62,6 +64,19 @@ export interface FleetPluginOptions {
    */
   claimRecheckMs?: number;
   /**
+   * Long-poll claims one caller may have parked at once; one more answers
+   * `429 RATE_LIMITED` with `Retry-After` (a claim that finds a job at once is never
+   * refused). A caller is a product and `subject` (one token of the standalone server).
+   * @defaultValue 64
+   */
+  maxParkedClaims?: number;
+  /**
+   * Byte budget of a page of `GET /fleet/jobs`: a page ends early once the stored JSON
+   * of its jobs would pass it (it always holds at least one job).
+   * @defaultValue 4 MiB
+   */
+  listPageBytes?: number;
+  /**
    * Serve Swagger UI at `/docs` and the OpenAPI document at `/docs/json`. Skipped (with a
    * warning) when the host already registered @fastify/swagger in this scope.
    * @defaultValue true
@@ -79,6 +94,7 @@ export interface FleetPluginOptions {
 
 const DEFAULT_BODY_LIMIT = 1024 * 1024;
 const DEFAULT_RECHECK_MS = 2000;
+const DEFAULT_MAX_PARKED_CLAIMS = 64;
 
 const escapeRegExp = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
@@ -105,6 +121,8 @@ const Options = z
     bodyLimit: z.number().int().positive().optional(),
     metrics: z.instanceof(FleetMetrics).optional(),
     claimRecheckMs: z.number().int().min(10).max(60_000).optional(),
+    maxParkedClaims: z.number().int().min(1).max(1_000_000).optional(),
+    listPageBytes: z.number().int().min(1024).optional(),
     docs: z.boolean().optional(),
     notFoundHandler: z.boolean().optional(),
   })
@@ -141,6 +159,12 @@ const fleetPluginImpl: FastifyPluginAsync<FleetPluginOptions> = async (fastify, 
     });
   const metrics = o.metrics ?? new FleetMetrics();
   const waiters = new ClaimWaiters();
+  const maxParamLength = fastify.initialConfig.maxParamLength;
+  if (maxParamLength !== undefined && maxParamLength < MAX_JOB_ID_LENGTH) {
+    fastify.log.warn(
+      `fleetPlugin: the server's maxParamLength (${maxParamLength}) is below the longest job id Fleet accepts in a path (${MAX_JOB_ID_LENGTH}); set it to ${MAX_JOB_ID_LENGTH} (Fleet's own job ids are 26 characters)`,
+    );
+  }
   const bodyLimit = o.bodyLimit ?? DEFAULT_BODY_LIMIT;
   const ctx: RouteContext = {
     coordinator,
@@ -149,6 +173,8 @@ const fleetPluginImpl: FastifyPluginAsync<FleetPluginOptions> = async (fastify, 
     waiters,
     bodyLimit,
     claimRecheckMs: o.claimRecheckMs ?? DEFAULT_RECHECK_MS,
+    maxParkedClaims: o.maxParkedClaims ?? DEFAULT_MAX_PARKED_CLAIMS,
+    listPageBytes: o.listPageBytes ?? DEFAULT_LIST_PAGE_BYTES,
   };
 
   // Long-poll wake-ups: every event that leaves a job of a product queued.
@@ -179,7 +205,11 @@ const fleetPluginImpl: FastifyPluginAsync<FleetPluginOptions> = async (fastify, 
       done(null, undefined);
       return;
     }
-    parseJson(request, text, done);
+    parseJson(request, text, (error, body) => {
+      // Fastify refuses a forbidden key with the error of broken JSON: say which it is.
+      if (error) done(forbiddenKeyError(text) ?? error, undefined);
+      else done(null, body);
+    });
   });
 
   app.setErrorHandler((error, request, reply) => {

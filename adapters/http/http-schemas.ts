@@ -11,7 +11,7 @@
  * `ETag` header instead).
  */
 import { z } from 'zod';
-import type { ArtifactDoc, FactoryDoc, JobDoc, RunDoc } from '../../runtime/index.js';
+import type { ArtifactDoc, FactoryDoc, JobDoc, JobSummary, RunDoc } from '../../runtime/index.js';
 import { ERROR_CODES, type ErrorCode, schemas as S, type Stored } from '../../runtime/index.js';
 
 /** Schemas that appear in the OpenAPI document as named components. */
@@ -41,8 +41,20 @@ export const RequeueBody = z.strictObject({}).nullish();
 /** `POST /fleet/jobs/:id/cancel`: no body (or `null`), or a reason recorded on the event. */
 export const CancelBody = z.strictObject({ reason: z.string().max(1000).optional() }).nullish();
 
+/**
+ * The longest job id accepted in a path: Fastify's default `maxParamLength`, which the
+ * standalone server sets explicitly, so the router and this schema refuse the same ids
+ * (both answer `400 VALIDATION`). Fleet's job ids are 26 characters (`job_` and 22 of
+ * base64url, see `jobIdFor`), so no id Fleet made is ever refused.
+ */
+export const MAX_JOB_ID_LENGTH = 100;
+
 export const JobParams = z.strictObject({
-  id: z.string().min(1).max(200).describe('The job id.'),
+  id: z
+    .string()
+    .min(1)
+    .max(MAX_JOB_ID_LENGTH, `must be at most ${MAX_JOB_ID_LENGTH} characters`)
+    .describe(`The job id (at most ${MAX_JOB_ID_LENGTH} characters; Fleet's are 26).`),
 });
 
 /** Page size: default 50, at most 500 (more is a 400, not a silent cap). */
@@ -63,10 +75,35 @@ const Cursor = z
 
 export const PageQuery = z.object({ limit: Limit, cursor: Cursor });
 
+/**
+ * An event stream's cursor is the last `seq` seen: a canonical decimal integer (no sign,
+ * no leading zero, no exponent, hex or spaces) that is a safe integer.
+ */
+const SEQ = /^(0|[1-9][0-9]{0,15})$/;
+
+export const EventsQuery = z.object({
+  limit: Limit,
+  cursor: z
+    .string()
+    .regex(SEQ, 'must be a seq: a decimal whole number, digits only, without a leading zero')
+    // Only for what the pattern let through: one error per bad cursor.
+    .refine((v) => !SEQ.test(v) || Number(v) <= Number.MAX_SAFE_INTEGER, {
+      message: 'must be at most 9007199254740991',
+    })
+    .optional()
+    .describe('The last `seq` seen (a decimal whole number): the page starts after it.'),
+});
+
 export const ListJobsQuery = z.object({
   stage: S.Stage.optional().describe('Only jobs in this stage.'),
   limit: Limit,
   cursor: Cursor,
+  view: z
+    .enum(['summary', 'full'])
+    .default('summary')
+    .describe(
+      '`summary` (default): each job without `bodyMd` and `manifestSnapshot`. `full`: whole jobs; the page then also ends early at the byte budget (see the route).',
+    ),
 });
 
 /** Conditional-request headers of job routes. Other headers pass through untouched. */
@@ -105,6 +142,13 @@ export const JobView = named(
   'A job. Its ETag header is the version to send back in If-Match.',
 );
 export type JobView = z.output<typeof JobView>;
+
+export const JobSummaryView = named(
+  JobView.omit({ bodyMd: true, manifestSnapshot: true }),
+  'JobSummary',
+  'A job without its body and manifest: what `GET /fleet/jobs` lists unless `view=full`.',
+);
+export type JobSummaryView = z.output<typeof JobSummaryView>;
 
 export const RunView = named(S.RunDoc.omit({ rev: true }), 'Run', 'One attempt (claim) of a job.');
 export type RunView = z.output<typeof RunView>;
@@ -177,6 +221,7 @@ export const NoContent = z.null();
 // ---------------------------------------------------------------------------
 
 const JOB_KEYS = Object.keys(JobView.shape) as (keyof JobView)[];
+const SUMMARY_KEYS = Object.keys(JobSummaryView.shape) as (keyof JobSummaryView)[];
 
 /** The public view of a job document (a whitelist: an internal field never leaks). */
 /** Sets the job's `ETag` on the reply and returns its public view. */
@@ -193,6 +238,14 @@ export function jobView(doc: JobDoc): JobView {
   const out: Record<string, unknown> = {};
   for (const k of JOB_KEYS) out[k] = src[k];
   return out as JobView;
+}
+
+/** The public view of a job summary (a whitelist, like {@link jobView}). */
+export function jobSummaryView(doc: JobSummary): JobSummaryView {
+  const src = doc as unknown as Record<string, unknown>;
+  const out: Record<string, unknown> = {};
+  for (const k of SUMMARY_KEYS) out[k] = src[k];
+  return out as JobSummaryView;
 }
 
 export function runView(doc: Stored<RunDoc> | RunDoc): RunView {

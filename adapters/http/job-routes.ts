@@ -3,16 +3,20 @@
  * events and artifacts. Registered under `/fleet`. Every route acts on the caller's
  * product only: another product's job answers 404, exactly like a missing one.
  */
-import { authOf, guard } from './auth.js';
+import { z } from 'zod';
+import { actingAs, authOf, guard } from './auth.js';
 import { conditionOf, noneMatch } from './conditional.js';
 import {
   ArtifactView,
   artifactView,
+  EventsQuery,
   EventView,
   IfMatchHeaders,
   IfNoneMatchHeaders,
   JobParams,
+  JobSummaryView,
   JobView,
+  jobSummaryView,
   jobView,
   ListJobsQuery,
   NoContent,
@@ -24,7 +28,14 @@ import {
   SubmitBody,
   sendJob,
 } from './http-schemas.js';
-import { AUTH_CODES, type FleetApp, must, problems, type RouteContext } from './route-context.js';
+import {
+  AUTH_CODES,
+  DEFAULT_LIST_PAGE_BYTES,
+  type FleetApp,
+  must,
+  problems,
+  type RouteContext,
+} from './route-context.js';
 
 export function registerJobRoutes(app: FleetApp, ctx: RouteContext): void {
   const { coordinator: coord, authenticate } = ctx;
@@ -82,23 +93,31 @@ export function registerJobRoutes(app: FleetApp, ctx: RouteContext): void {
       schema: {
         operationId: 'listJobs',
         tags: ['jobs'],
-        summary: 'List the product’s jobs, newest first',
-        description:
+        summary: 'List the product’s jobs, newest first (summaries unless view=full)',
+        description: [
           'Any role. Newest first (submission order), optionally of one stage. Page with `limit` (1–500, default 50) and the previous page’s `nextCursor`; the last page has `nextCursor: null`.',
+          '`view=summary` (the default) lists each job without `bodyMd` and `manifestSnapshot` (read one job for those); `view=full` lists whole jobs.',
+          `A page also ends early once its jobs reach the server’s byte budget (default ${DEFAULT_LIST_PAGE_BYTES / 1024 ** 2} MiB, measured on the stored jobs), so a page may hold fewer than \`limit\` jobs while \`nextCursor\` is not null: follow it until null. A page always holds at least one job, so a job larger than the budget comes alone on its page.`,
+        ].join('\n'),
         querystring: ListJobsQuery,
-        response: { 200: pageOf(JobView), ...problems(...AUTH_CODES) },
+        response: { 200: pageOf(z.union([JobSummaryView, JobView])), ...problems(...AUTH_CODES) },
       },
     },
     async (request) => {
-      const { stage, limit, cursor } = request.query;
-      const page = must(
-        await coord.listJobs(authOf(request).productId, {
-          limit,
-          cursor: cursor ?? null,
-          ...(stage ? { stage } : {}),
-        }),
-      );
-      return { items: page.items.map(jobView), nextCursor: page.nextCursor };
+      const { stage, limit, cursor, view } = request.query;
+      const q = {
+        limit,
+        cursor: cursor ?? null,
+        maxBytes: ctx.listPageBytes,
+        ...(stage ? { stage } : {}),
+      };
+      const productId = authOf(request).productId;
+      if (view === 'full') {
+        const page = must(await coord.listJobs(productId, { ...q, view: 'full' }));
+        return { items: page.items.map(jobView), nextCursor: page.nextCursor };
+      }
+      const page = must(await coord.listJobs(productId, { ...q, view: 'summary' }));
+      return { items: page.items.map(jobSummaryView), nextCursor: page.nextCursor };
     },
   );
 
@@ -164,7 +183,7 @@ export function registerJobRoutes(app: FleetApp, ctx: RouteContext): void {
       },
     },
     async (request, reply): Promise<JobView> => {
-      const { productId } = authOf(request);
+      const { productId } = actingAs(request);
       const cond = await conditionOf(coord, productId, request);
       const job = must(await coord.transition(productId, request.params.id, request.body, cond));
       return sendJob(reply, job);
@@ -208,7 +227,7 @@ export function registerJobRoutes(app: FleetApp, ctx: RouteContext): void {
         description:
           'Any role. `seq` is 1, 2, 3... with no gap. Paged: `nextCursor` is the last `seq` seen, so a reader can also resume from any seq it has.',
         params: JobParams,
-        querystring: PageQuery,
+        querystring: EventsQuery,
         response: { 200: pageOf(EventView), ...problems(...AUTH_CODES, 'NOT_FOUND') },
       },
     },

@@ -22,7 +22,9 @@ per job at a time and that nothing submitted is lost.
 A token maps to one product and a set of roles: \`submitter\` (submit, read), \`factory\` (claim, lease,
 patch, progress, heartbeat, read), \`admin\` (everything, including requeue and cancel). Missing or
 unknown credentials → \`401 UNAUTHENTICATED\`; a known caller without the role → \`403 FORBIDDEN\`.
-Authentication is checked before the body is read.
+Authentication is checked before the body is read. Credentials bound to factory ids (a grant's
+\`factoryIds\`) may act only as those factories: a factory call naming another \`factoryId\` → \`403 FORBIDDEN\`.
+Unbound factory credentials may act as any factory of their product.
 
 **Tenancy.** The product always comes from the credentials. A job, run, event, artifact or factory of
 another product answers \`404 NOT_FOUND\`, exactly like one that does not exist.
@@ -48,7 +50,9 @@ release, progress, requeue, cancel) also accept \`If-Match\`; they compare it wi
 before the operation, and their own guards (lease epoch, lifecycle) decide any race after that.
 
 **Lists** page with \`limit\` (1–500, default 50; more is a 400) and an opaque \`cursor\`; the answer is
-\`{ items, nextCursor }\` with \`nextCursor: null\` on the last page.
+\`{ items, nextCursor }\` with \`nextCursor: null\` on the last page. \`GET /fleet/jobs\` lists job
+summaries (no \`bodyMd\`, no \`manifestSnapshot\`) unless asked \`view=full\`, and its pages end early at a
+byte budget (4 MiB by default): a page may hold fewer than \`limit\` items, so follow \`nextCursor\` until null.
 
 Times are ISO-8601 UTC strings; ids are opaque strings.`;
 

@@ -160,7 +160,16 @@ export function toProblem(error: unknown, context: ProblemContext = {}): MappedP
   }
   if (problem.code === 'UNAUTHENTICATED') headers['www-authenticate'] = 'Bearer realm="fleet"';
   if (problem.code === 'STORE_UNAVAILABLE') headers['retry-after'] = '1';
+  if (problem.code === 'RATE_LIMITED') headers['retry-after'] = String(retryAfterSeconds(problem));
   return { problem, log, headers };
+}
+
+/** Seconds a rate-limited caller should wait: the problem's own figure, else 1. */
+function retryAfterSeconds(problem: ProblemDocument): number {
+  const { retryAfterSeconds: s, retryAfterMs: ms } = problem;
+  if (typeof s === 'number' && Number.isFinite(s) && s >= 1) return Math.ceil(s);
+  if (typeof ms === 'number' && Number.isFinite(ms) && ms > 0) return Math.ceil(ms / 1000);
+  return 1;
 }
 
 /**
@@ -205,5 +214,18 @@ export function fleetFrameworkErrors(
   request: FastifyRequest,
   reply: FastifyReply,
 ): void {
+  if (error.code === 'FST_ERR_MAX_PARAM_LENGTH') {
+    // Fastify's message quotes the whole URL; say what is wrong, as the schema would.
+    const limit = request.server.initialConfig.maxParamLength;
+    const message = `must be at most ${limit} characters`;
+    sendProblem(
+      request,
+      reply,
+      new FleetError('VALIDATION', `a path parameter is too long: it ${message}`, {
+        extra: { errors: [{ in: 'path', path: '', message }] },
+      }),
+    );
+    return;
+  }
   sendProblem(request, reply, error);
 }

@@ -31,7 +31,19 @@ export interface RouteContext {
   readonly bodyLimit: number;
   /** Safety re-check interval of parked long-poll claims, in ms. */
   readonly claimRecheckMs: number;
+  /** Long-poll claims one caller (product and subject) may have parked at once. */
+  readonly maxParkedClaims: number;
+  /** Byte budget of a page of `GET /fleet/jobs` (stored JSON of its jobs). */
+  readonly listPageBytes: number;
 }
+
+/**
+ * Default byte budget of a job list page: 4 MiB. A full page of 500 jobs with 1 MB
+ * bodies would be 500 MB (a 76 MiB page stalled the server 639 ms in the review), so
+ * pages stop at this size; 4 MiB is some 30 ms of serializing here, and still holds a
+ * page of 500 summaries (2–3 KB each) or four jobs of the largest body.
+ */
+export const DEFAULT_LIST_PAGE_BYTES = 4 * 1024 * 1024;
 
 /** The value of a coordinator result; its error is thrown to the error handler. */
 export function must<T>(r: Result<T>): T {
@@ -52,6 +64,7 @@ const WHEN: Partial<Record<ErrorCode, string>> = {
   DEPENDENCY_CYCLE: 'the deps would form a cycle',
   UNKNOWN_DEPENDENCY: 'a dep names no job of this product',
   STORE_UNAVAILABLE: 'the store did not answer; retry',
+  RATE_LIMITED: 'too many long-poll claims of this caller are waiting already; see Retry-After',
 };
 
 /**

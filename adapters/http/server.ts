@@ -28,7 +28,9 @@ import {
 import { openCosmosStore } from '../store/cosmos/index.js';
 import { createMemoryStore } from '../store/memory/index.js';
 import { openSqliteStore } from '../store/sqlite/index.js';
+import { actorKeyFor, tokenActor } from './actor-key.js';
 import { FLEET_ROLES, type FleetConfig, type StoreConfig, type TokenGrant } from './config.js';
+import { MAX_JOB_ID_LENGTH } from './http-schemas.js';
 import {
   type Authenticate,
   type FleetAuth,
@@ -111,7 +113,11 @@ export async function openStore(config: StoreConfig): Promise<DocumentStore> {
         });
     }
   } catch (e) {
-    const detail = (e as { detail?: string }).detail ?? (e as Error).message;
+    let detail = (e as { detail?: string }).detail ?? (e as Error).message;
+    // The detail comes from the driver; whatever it says, the account key is not printed.
+    if (config.kind === 'cosmos' && config.key !== '') {
+      detail = detail.replaceAll(config.key, '[COSMOS_KEY]');
+    }
     throw new StartupError(`cannot open ${where}: ${detail}`, { cause: e });
   }
 }
@@ -157,7 +163,7 @@ export function devToken(store: StoreConfig): DevToken {
     return { grant: devGrant(t), file, created: false };
   }
   const grant = devGrant(token());
-  mkdirSync(dirname(file), { recursive: true });
+  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
   try {
     // 'wx': two processes starting at once never overwrite each other's token.
     writeFileSync(
@@ -176,16 +182,19 @@ const digest = (token: string): string => createHash('sha256').update(token).dig
 
 /**
  * Bearer-token authentication over a fixed list. Tokens are looked up by their SHA-256,
- * so the lookup's timing says nothing about how much of a guessed token was right.
+ * so the lookup's timing says nothing about how much of a guessed token was right (the
+ * digest stays in this map: it is never shown). The caller's `subject` (event actors,
+ * logs) is the grant's own, else the token's keyed actor id under `actorKey`
+ * (`actor-key.ts`), from which nothing about the token can be learned.
  */
-export function tokenAuthenticator(grants: readonly TokenGrant[]): Authenticate {
+export function tokenAuthenticator(grants: readonly TokenGrant[], actorKey: Buffer): Authenticate {
   const byDigest = new Map<string, FleetAuth>();
   for (const g of grants) {
-    const d = digest(g.token);
-    byDigest.set(d, {
+    byDigest.set(digest(g.token), {
       productId: g.productId,
       roles: [...g.roles],
-      subject: g.subject ?? `token:${d.slice(0, 12)}`,
+      subject: g.subject ?? tokenActor(actorKey, g.token),
+      ...(g.factoryIds === undefined ? {} : { factoryIds: [...g.factoryIds] }),
     });
   }
   return (request: FastifyRequest) => {
@@ -193,6 +202,31 @@ export function tokenAuthenticator(grants: readonly TokenGrant[]): Authenticate 
     if (typeof header !== 'string') return null;
     const m = /^Bearer +(\S+) *$/i.exec(header);
     return m ? (byDigest.get(digest(m[1]!)) ?? null) : null;
+  };
+}
+
+/**
+ * The server's timeouts (Fastify and Node options), so no client holds a connection
+ * without end: a request must arrive whole within `requestTimeoutMs` (Node answers 408
+ * and closes; its headers within the smaller of that and 60 s), and a connection that
+ * carries nothing for `connectionTimeoutMs` is closed (over 30 s: a long-poll claim's
+ * connection is quiet while it waits; the request timeout ends when the request has
+ * arrived, so a long poll is never cut by it). Node checks the request timeout on an
+ * interval (30 s by default); a quarter of the timeout, at most 5 s, keeps the cut
+ * close to it.
+ */
+function timeouts(config: FleetConfig) {
+  const requestTimeout = config.requestTimeoutMs;
+  return {
+    requestTimeout,
+    connectionTimeout: config.connectionTimeoutMs,
+    // An idle keep-alive connection is closed by whichever comes first.
+    keepAliveTimeout: Math.min(72_000, config.connectionTimeoutMs),
+    http: {
+      requestTimeout,
+      headersTimeout: Math.min(60_000, requestTimeout),
+      connectionsCheckingInterval: Math.max(50, Math.min(5000, Math.floor(requestTimeout / 4))),
+    },
   };
 }
 
@@ -219,10 +253,19 @@ export async function buildServer(
   try {
     const dev = config.tokens.source === 'dev' ? devToken(config.store) : null;
     const grants = config.tokens.source === 'dev' ? [dev!.grant] : config.tokens.grants;
+    let actorKey: Buffer;
+    try {
+      actorKey = actorKeyFor(config);
+    } catch (e) {
+      throw new StartupError(`cannot keep the actor key: ${(e as Error).message}`, { cause: e });
+    }
 
     app = Fastify({
       logger: options.logger ?? { level: config.logLevel },
       bodyLimit: config.bodyLimit,
+      ...timeouts(config),
+      // The router refuses exactly the ids the route schemas refuse (see MAX_JOB_ID_LENGTH).
+      maxParamLength: MAX_JOB_ID_LENGTH,
       // Malformed URLs and over-long params get problem documents too.
       frameworkErrors: fleetFrameworkErrors,
     });
@@ -258,9 +301,11 @@ export async function buildServer(
     // The plugin shares this coordinator (and so its mailboxes) with the supervisor.
     await app.register(fleetPlugin, {
       coordinator,
-      authenticate: tokenAuthenticator(grants),
+      authenticate: tokenAuthenticator(grants, actorKey),
       bodyLimit: config.bodyLimit,
       metrics,
+      maxParkedClaims: config.maxParkedClaims,
+      listPageBytes: config.listPageBytes,
     });
     await app.ready();
 

@@ -13,8 +13,8 @@
  * The disconnect is seen on the response's `close` event: since Node 16 the request's
  * own `close` fires as soon as its body has been read, long before the client leaves.
  */
-import type { ClaimGrant } from '../../runtime/index.js';
-import { authOf, guard } from './auth.js';
+import { type ClaimGrant, FleetError } from '../../runtime/index.js';
+import { actingAs, authOf, type FleetAuth, guard, mustActAs } from './auth.js';
 import { conditionOf } from './conditional.js';
 import {
   ClaimBody,
@@ -45,13 +45,15 @@ import { AUTH_CODES, type FleetApp, must, problems, type RouteContext } from './
  */
 async function claimOrWait(
   ctx: RouteContext,
-  productId: string,
+  caller: FleetAuth,
   input: { factoryId: string; capabilities?: string[] | undefined },
   waitMs: number,
   signal: AbortSignal,
 ): Promise<ClaimGrant | null> {
+  const { productId } = caller;
   const deadline = performance.now() + waitMs;
   let parked = false;
+  let release: (() => void) | null = null;
   let outcome: ClaimWaitOutcome = 'timeout';
   try {
     for (;;) {
@@ -68,6 +70,8 @@ async function claimOrWait(
       }
       if (remaining <= 0) return null;
       if (!parked) {
+        release = ctx.waiters.reserve(callerKey(caller), ctx.maxParkedClaims);
+        if (release === null) throw tooManyParked(ctx);
         parked = true;
         ctx.metrics.claimWaitStarted();
       }
@@ -87,8 +91,21 @@ async function claimOrWait(
       }
     }
   } finally {
+    release?.();
     if (parked) ctx.metrics.claimWaitEnded(outcome);
   }
+}
+
+/** Whose long-poll slots a claim takes: its product and subject (one token, standalone). */
+const callerKey = (auth: FleetAuth): string => `${auth.productId}\u0000${auth.subject ?? ''}`;
+
+function tooManyParked(ctx: RouteContext): FleetError {
+  const retryAfterSeconds = Math.max(1, Math.ceil(ctx.claimRecheckMs / 1000));
+  return new FleetError(
+    'RATE_LIMITED',
+    `this caller already has ${ctx.maxParkedClaims} long-poll claims waiting, the most it may; retry after ${retryAfterSeconds} s, or claim with waitMs 0`,
+    { extra: { limit: ctx.maxParkedClaims, retryAfterSeconds } },
+  );
 }
 
 export function registerWorkerRoutes(app: FleetApp, ctx: RouteContext): void {
@@ -109,25 +126,28 @@ export function registerWorkerRoutes(app: FleetApp, ctx: RouteContext): void {
           '- `200` `{ job, lease, run }`;',
           '- `204` when nothing is eligible, after waiting up to `waitMs` (0–30000, default 0) for a job to arrive. The wait is woken by jobs queued through this server at once, and re-checks every ~2 s for jobs queued by other processes.',
           'A client that disconnects while waiting is dropped; a claim that succeeded as it disconnected is released again.',
+          'A caller (a token) may have a limited number of long-poll claims waiting at once (64 by default): one more that finds nothing to claim at once → `429 RATE_LIMITED` with `Retry-After`.',
         ].join('\n'),
         body: ClaimBody,
         response: {
           200: ClaimView,
           204: NoContent.describe('Nothing eligible within waitMs.'),
-          ...problems(...AUTH_CODES, 'PAYLOAD_TOO_LARGE'),
+          ...problems(...AUTH_CODES, 'PAYLOAD_TOO_LARGE', 'RATE_LIMITED'),
         },
       },
     },
     async (request, reply) => {
-      const { productId } = authOf(request);
+      const caller = authOf(request);
+      const { productId } = caller;
       const { waitMs, ...input } = request.body;
+      mustActAs(caller, input.factoryId);
       const gone = new AbortController();
       const onClose = (): void => {
         if (!reply.raw.writableEnded) gone.abort();
       };
       reply.raw.on('close', onClose);
       try {
-        const grant = await claimOrWait(ctx, productId, input, waitMs, gone.signal);
+        const grant = await claimOrWait(ctx, caller, input, waitMs, gone.signal);
         if (grant && gone.signal.aborted) {
           // Nobody will work on it: give it back now rather than at lease expiry.
           const released = await coord.releaseLease(productId, grant.job.id, {
@@ -175,7 +195,7 @@ export function registerWorkerRoutes(app: FleetApp, ctx: RouteContext): void {
       },
     },
     async (request) => {
-      const { productId } = authOf(request);
+      const { productId } = actingAs(request);
       const cond = await conditionOf(coord, productId, request);
       return must(await coord.renewLease(productId, request.params.id, request.body, cond));
     },
@@ -208,7 +228,7 @@ export function registerWorkerRoutes(app: FleetApp, ctx: RouteContext): void {
       },
     },
     async (request, reply): Promise<JobView> => {
-      const { productId } = authOf(request);
+      const { productId } = actingAs(request);
       const cond = await conditionOf(coord, productId, request);
       const job = must(await coord.releaseLease(productId, request.params.id, request.body, cond));
       return sendJob(reply, job);
@@ -242,7 +262,7 @@ export function registerWorkerRoutes(app: FleetApp, ctx: RouteContext): void {
       },
     },
     async (request, reply): Promise<JobView> => {
-      const { productId } = authOf(request);
+      const { productId } = actingAs(request);
       const cond = await conditionOf(coord, productId, request);
       const job = must(
         await coord.recordProgress(productId, request.params.id, request.body, cond),
@@ -267,7 +287,7 @@ export function registerWorkerRoutes(app: FleetApp, ctx: RouteContext): void {
       },
     },
     async (request) =>
-      factoryView(must(await coord.heartbeat(authOf(request).productId, request.body))),
+      factoryView(must(await coord.heartbeat(actingAs(request).productId, request.body))),
   );
 
   app.get(

@@ -8,7 +8,7 @@
  * `listByStage`, `withOutbox`) are checked on the test's own documents only, so the same
  * suite can run against a shared, persistent store.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { z } from 'zod';
 import type {
   Container,
@@ -938,6 +938,170 @@ function describeJobQueries(store: () => DocumentStore): void {
       await store().jobs.delete(p.productId, 'j09');
       expect(await list('blocked')).toEqual(['j06', 'j03']);
       expect(await list()).toHaveLength(seqs.length - 1);
+    });
+  });
+
+  describe('jobs.list views and byte budget (issue 10, item 6)', () => {
+    const BODY = 10_000;
+    /** Six jobs of about 11 KB each (a 10,000-byte body and a manifest), newest first. */
+    const seed = async () => {
+      const p = product();
+      for (let i = 0; i < 6; i++) {
+        await p.put({
+          id: `big${i}`,
+          seq: i,
+          bodyMd: `${i}`.repeat(BODY),
+          manifestSnapshot: { repo: `r${i}`, nested: { files: [i, i + 1] } },
+        });
+      }
+      return p;
+    };
+    const SummarySchema = S.JobDoc.omit({ bodyMd: true, manifestSnapshot: true });
+    const bytes = (doc: unknown) => Buffer.byteLength(JSON.stringify(doc), 'utf8');
+
+    it('6: list pages are summaries when asked: no body, no manifest, same order, pages and cursors', async () => {
+      const p = await seed();
+      const full = await store().jobs.list({ productId: p.productId, limit: 100 });
+      const summary = await store().jobs.list({
+        productId: p.productId,
+        limit: 100,
+        view: 'summary',
+      });
+      expect(ids(summary.items)).toEqual(ids(full.items));
+      expect(summary.nextCursor).toBeNull();
+      for (const [i, job] of summary.items.entries()) {
+        expect(job).not.toHaveProperty('bodyMd');
+        expect(job).not.toHaveProperty('manifestSnapshot');
+        SummarySchema.parse(strip(job));
+        const { bodyMd: _b, manifestSnapshot: _m, ...rest } = full.items[i]!;
+        expect(job).toEqual(rest); // every other member, the etag included
+      }
+      // Paged: every job once, in order; the cursors of both views are interchangeable.
+      const paged = await allPages(
+        (q) => store().jobs.list({ productId: p.productId, view: 'summary', ...q }),
+        4,
+      );
+      expect(ids(paged.items)).toEqual(ids(full.items));
+      const first = await store().jobs.list({ productId: p.productId, limit: 2, view: 'summary' });
+      const rest = await store().jobs.list({
+        productId: p.productId,
+        limit: 100,
+        cursor: first.nextCursor,
+      });
+      expect([...ids(first.items), ...ids(rest.items)]).toEqual(ids(full.items));
+      expect(rest.items[0]!.bodyMd).toBe('3'.repeat(BODY));
+      const queued = await store().jobs.list({
+        productId: p.productId,
+        stage: 'queued',
+        limit: 3,
+        cursor: first.nextCursor,
+        view: 'summary',
+      });
+      expect(ids(queued.items)).toEqual(['big3', 'big2', 'big1']);
+    });
+
+    it('6: a summary page never reads a job body into JavaScript', async () => {
+      const p = product();
+      const body = 'B'.repeat(300_000);
+      await p.put({
+        id: 'huge',
+        seq: 1,
+        bodyMd: body,
+        manifestSnapshot: { blob: 'M'.repeat(300_000) },
+      });
+      const parsed: number[] = [];
+      const parse = JSON.parse;
+      const spy = vi
+        .spyOn(JSON, 'parse')
+        .mockImplementation((text: string, reviver?: Parameters<typeof JSON.parse>[1]) => {
+          parsed.push(typeof text === 'string' ? text.length : 0);
+          return parse(text, reviver);
+        });
+      try {
+        const summary = await store().jobs.list({
+          productId: p.productId,
+          limit: 5,
+          view: 'summary',
+        });
+        expect(ids(summary.items)).toEqual(['huge']);
+        expect(Math.max(0, ...parsed), 'no JSON text holding the body was parsed').toBeLessThan(
+          100_000,
+        );
+        // The control: the spy does see this store parse a whole job.
+        parsed.length = 0;
+        const full = await store().jobs.list({ productId: p.productId, limit: 5 });
+        expect(full.items[0]!.bodyMd).toBe(body);
+        expect(Math.max(0, ...parsed)).toBeGreaterThan(300_000);
+      } finally {
+        spy.mockRestore();
+      }
+    });
+
+    it('6: a page ends before the job that would pass maxBytes; a job over it alone comes alone', async () => {
+      const p = await seed();
+      const budget = 25_000; // two of these jobs fit, three do not
+      const pages: string[][] = [];
+      let cursor: string | null = null;
+      do {
+        const page: Page<Stored<JobDoc>> = await store().jobs.list({
+          productId: p.productId,
+          limit: 10,
+          cursor,
+          maxBytes: budget,
+        });
+        expect(page.items.length).toBeGreaterThan(0);
+        expect(page.items.reduce((n, j) => n + bytes(j), 0)).toBeLessThanOrEqual(budget);
+        for (const j of page.items) S.JobDoc.parse(strip(j));
+        pages.push(ids(page.items));
+        cursor = page.nextCursor;
+      } while (cursor !== null);
+      expect(pages).toEqual([
+        ['big5', 'big4'],
+        ['big3', 'big2'],
+        ['big1', 'big0'],
+      ]);
+      // limit still applies within the budget; summaries are small: all fit.
+      const one = await store().jobs.list({ productId: p.productId, limit: 1, maxBytes: budget });
+      expect(ids(one.items)).toEqual(['big5']);
+      expect(one.nextCursor).not.toBeNull();
+      const summaries = await store().jobs.list({
+        productId: p.productId,
+        limit: 10,
+        maxBytes: budget,
+        view: 'summary',
+      });
+      expect(ids(summaries.items)).toEqual(['big5', 'big4', 'big3', 'big2', 'big1', 'big0']);
+      expect(summaries.nextCursor).toBeNull();
+      // A job bigger than the whole budget comes alone on its page, never skipped.
+      await p.put({ id: 'giant', seq: 9, bodyMd: 'g'.repeat(3 * budget) });
+      const giant = await store().jobs.list({
+        productId: p.productId,
+        limit: 10,
+        maxBytes: budget,
+      });
+      expect(ids(giant.items)).toEqual(['giant']);
+      const after = await store().jobs.list({
+        productId: p.productId,
+        limit: 10,
+        maxBytes: budget,
+        cursor: giant.nextCursor,
+      });
+      expect(ids(after.items)).toEqual(['big5', 'big4']);
+    });
+
+    it('6: a bad view or maxBytes is VALIDATION', async () => {
+      const productId = uid('product');
+      for (const bad of [
+        { view: 'bodies' },
+        { maxBytes: 0 },
+        { maxBytes: -5 },
+        { maxBytes: 1.5 },
+      ]) {
+        await expectCode(
+          store().jobs.list({ productId, limit: 5, ...(bad as object) }),
+          'VALIDATION',
+        );
+      }
     });
   });
 

@@ -88,7 +88,17 @@ describe('OpenAPI document', () => {
 
   it('names the public views as components, without internal fields', () => {
     expect(Object.keys(doc.components.schemas).sort()).toEqual(
-      ['Artifact', 'Claim', 'Factory', 'Job', 'JobEvent', 'Lease', 'Problem', 'Run'].sort(),
+      [
+        'Artifact',
+        'Claim',
+        'Factory',
+        'Job',
+        'JobEvent',
+        'JobSummary',
+        'Lease',
+        'Problem',
+        'Run',
+      ].sort(),
     );
     const job = doc.components.schemas.Job as { properties: Record<string, unknown> };
     for (const field of ['id', 'stage', 'leaseEpoch', 'checkpoint', 'version', 'deadReason']) {

@@ -25,7 +25,10 @@ import {
   type DocumentStore,
   ERROR_CODES,
   type ErrorCode,
+  type JobDoc,
+  type Page,
   SimulatedClock,
+  type Stored,
 } from '../../runtime/index.js';
 
 export const PRODUCT = 'prod-a';
@@ -89,6 +92,8 @@ export interface BuildOptions {
   bodyLimit?: number;
   claimRecheckMs?: number;
   leaseMs?: number;
+  maxParkedClaims?: number;
+  listPageBytes?: number;
 }
 
 /** Builds (but does not listen) the test app around `store`. */
@@ -123,6 +128,8 @@ export async function buildTestApp(options: BuildOptions): Promise<TestApp> {
     },
     ...(options.bodyLimit === undefined ? {} : { bodyLimit: options.bodyLimit }),
     ...(options.claimRecheckMs === undefined ? {} : { claimRecheckMs: options.claimRecheckMs }),
+    ...(options.maxParkedClaims === undefined ? {} : { maxParkedClaims: options.maxParkedClaims }),
+    ...(options.listPageBytes === undefined ? {} : { listPageBytes: options.listPageBytes }),
   };
   await app.register(fleetPlugin, pluginOptions);
   await app.ready();
@@ -146,6 +153,13 @@ export async function buildTestApp(options: BuildOptions): Promise<TestApp> {
       return app.inject(inject);
     },
   };
+}
+
+/** Closes a test app: the app (parked claims end), then queued coordinator work, then the store. */
+export async function closeTestApp(t: TestApp): Promise<void> {
+  await t.app.close();
+  await t.coordinator.drain();
+  await t.store.close();
 }
 
 /** Asserts `res` is a problem document with `code` (and its status), and returns it. */
@@ -173,7 +187,7 @@ export async function dumpProduct(store: DocumentStore, productId: string): Prom
   const jobs: unknown[] = [];
   let cursor: string | null = null;
   do {
-    const page = await store.jobs.list({ productId, limit: 500, cursor });
+    const page: Page<Stored<JobDoc>> = await store.jobs.list({ productId, limit: 500, cursor });
     for (const job of page.items) {
       jobs.push({
         job,

@@ -68,6 +68,9 @@ import type {
   FactoryDoc,
   JobDoc,
   JobLink,
+  JobListQuery,
+  JobListView,
+  JobOfView,
   JobsContainer,
   LeaseDoc,
   LeasesContainer,
@@ -81,13 +84,20 @@ import type {
   Stage,
   Stored,
 } from '../../../runtime/index.js';
-import { ACTIVE_STAGES, FleetError, PRIORITY_RANK } from '../../../runtime/index.js';
+import {
+  ACTIVE_STAGES,
+  FleetError,
+  JOB_SUMMARY_OMITS,
+  PRIORITY_RANK,
+  schemas,
+} from '../../../runtime/index.js';
 import {
   type CursorCodec,
   type CursorKey,
   type CursorPart,
   cursorCodec,
 } from '../shared/cursor.js';
+import { jobListOptions, jsonBytes, PageBudget } from '../shared/job-list.js';
 import {
   FAULT_CODES,
   nullableString,
@@ -597,9 +607,11 @@ class CosmosContainer<T extends { id: string }> implements Container<T> {
 
   /**
    * One page of a partition's documents in `order`, after `cursor`: `limit + 1` rows are
-   * fetched, so the extra one says whether another page follows.
+   * fetched, so the extra one says whether another page follows. `shape.select` names
+   * the members to read (default all); with `shape.maxBytes` the rows are fetched
+   * `shape.chunk` at a time and the page ends before the first that does not fit.
    */
-  protected async page(
+  protected async page<R = Stored<T>>(
     op: string,
     where: string,
     parameters: SqlParameter[],
@@ -607,7 +619,8 @@ class CosmosContainer<T extends { id: string }> implements Container<T> {
     codec: CursorCodec,
     q: PageRequest,
     partitionKey?: string,
-  ): Promise<Page<Stored<T>>> {
+    shape: { select?: string; maxBytes?: number | undefined; chunk?: number } = {},
+  ): Promise<Page<R>> {
     return this.engine.call(`${this.name}.${op}`, async () => {
       const limit = requireLimit(q.limit, 1);
       const after =
@@ -618,19 +631,52 @@ class CosmosContainer<T extends { id: string }> implements Container<T> {
         conditions.push(afterKey(order, 'k'));
         params.push(...keyParams(after, 'k'));
       }
-      const rows = await this.query<Raw>(
-        `SELECT TOP @top * FROM c WHERE ${conditions.join(' AND ')} ${orderBy(order)}`,
-        params,
-        partitionKey,
-      );
-      const more = rows.length > limit;
-      if (more) rows.length = limit;
+      const sql = `SELECT TOP @top ${shape.select ?? '*'} FROM c WHERE ${conditions.join(' AND ')} ${orderBy(order)}`;
+      let rows: Raw[];
+      let more: boolean;
+      if (shape.maxBytes === undefined) {
+        rows = await this.query<Raw>(sql, params, partitionKey);
+        more = rows.length > limit;
+        if (more) rows.length = limit;
+      } else {
+        ({ rows, more } = await this.#budgeted(sql, params, partitionKey, limit, shape));
+      }
       const last = rows[rows.length - 1];
       return {
-        items: rows.map((r) => this.out(r)),
+        items: rows.map((r) => this.out(r) as R),
         nextCursor: more && last !== undefined ? codec.encode(keyOf(order, last)) : null,
       };
     });
+  }
+
+  /** Rows of a page under a byte budget, fetched `chunk` at a time (see {@link page}). */
+  async #budgeted(
+    query: string,
+    parameters: SqlParameter[],
+    partitionKey: string | undefined,
+    limit: number,
+    shape: { maxBytes?: number | undefined; chunk?: number },
+  ): Promise<{ rows: Raw[]; more: boolean }> {
+    this.engine.stats.queries++;
+    const iterator = this.sdk.items.query<Raw>(
+      { query, parameters },
+      {
+        ...(partitionKey === undefined ? {} : { partitionKey }),
+        maxItemCount: Math.min(limit + 1, shape.chunk ?? limit + 1),
+      },
+    );
+    const budget = new PageBudget(shape.maxBytes);
+    const rows: Raw[] = [];
+    while (iterator.hasMoreResults()) {
+      const { resources } = await iterator.fetchNext();
+      for (const raw of resources ?? []) {
+        if (rows.length === limit || !budget.admits(jsonBytes(JSON.stringify(raw)))) {
+          return { rows, more: true };
+        }
+        rows.push(raw);
+      }
+    }
+    return { rows, more: false };
   }
 }
 
@@ -690,6 +736,22 @@ const linkOf = (r: LinkRaw): JobLink => ({
   depsMode: r.depsMode === 'soft' ? 'soft' : 'hard',
 });
 const listCursor = cursorCodec('jobs.list', cursorParts('newest'));
+
+/**
+ * The members of a job summary, named: the test server has no `OFFSET`, `LIMIT`,
+ * `GROUP BY`, `DISTINCT` or `LIKE`, but projects a field list like every account.
+ */
+const SUMMARY_SELECT = [
+  ...Object.keys(schemas.JobDoc.shape).filter(
+    (k) => !(JOB_SUMMARY_OMITS as readonly string[]).includes(k),
+  ),
+  '_etag',
+]
+  .map((k) => `c.${k}`)
+  .join(', ');
+
+/** Whole jobs per round trip of a page with a byte budget. */
+const FULL_JOBS_PER_FETCH = 8;
 const stageCursor = cursorCodec('jobs.listByStage', cursorParts('oldest'));
 
 class CosmosJobs extends CosmosContainer<JobDoc> implements JobsContainer {
@@ -739,14 +801,36 @@ class CosmosJobs extends CosmosContainer<JobDoc> implements JobsContainer {
     });
   }
 
-  list(q: PageRequest & { productId: string; stage?: Stage }): Promise<Page<Stored<JobDoc>>> {
+  list<V extends JobListView = 'full'>(q: JobListQuery<V>): Promise<Page<Stored<JobOfView<V>>>> {
+    let options: ReturnType<typeof jobListOptions>;
+    try {
+      options = jobListOptions(q);
+    } catch (e) {
+      return Promise.reject(mapError(e, 'jobs.list'));
+    }
     const params = [param('@pk', q.productId)];
     let where = 'c.productId = @pk';
     if (q.stage !== undefined) {
       where += ' AND c.stage = @stage';
       params.push(param('@stage', q.stage));
     }
-    return this.page('list', where, params, 'newest', listCursor, q, q.productId);
+    const summary = options.view === 'summary';
+    return this.page<Stored<JobOfView<V>>>(
+      'list',
+      where,
+      params,
+      'newest',
+      listCursor,
+      q,
+      q.productId,
+      {
+        // A summary names its members: the server never sends body and manifest.
+        ...(summary ? { select: SUMMARY_SELECT } : {}),
+        maxBytes: options.maxBytes,
+        // Whole jobs may be 1 MB each: fetch a few at a time, so the budget stops early.
+        chunk: summary ? Number.POSITIVE_INFINITY : FULL_JOBS_PER_FETCH,
+      },
+    );
   }
 
   listByStage(q: PageRequest & { stage: Stage }): Promise<Page<JobLink>> {

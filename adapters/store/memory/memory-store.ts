@@ -8,9 +8,12 @@
  * Storage: each document is kept as its JSON text (with `_etag`), so a read is one
  * `JSON.parse` and can never share an object with the store or another caller, and a
  * document behaves as it would after a round trip through SQLite or Cosmos (`undefined`
- * members vanish). Beside the text each record keeps a few primitive "facts" (stage,
- * priority rank, seq, dueAt...) extracted at write time; indexes are keyed by them,
- * and the previous facts tell a replace or delete which index entries to remove.
+ * members vanish). A job's body and manifest are kept as a second JSON text, so a
+ * summary list (`view: 'summary'`) never parses them; a full read merges the two (the
+ * two members then come last in the object). Beside the text each record keeps a few
+ * primitive "facts" (stage, priority rank, seq, dueAt...) extracted at write time;
+ * indexes are keyed by them, and the previous facts tell a replace or delete which
+ * index entries to remove.
  *
  * Atomicity: JavaScript runs one synchronous section at a time, so each write checks
  * the etag and applies the new version (document and every index) in one section after
@@ -29,6 +32,9 @@ import type {
   FactoryDoc,
   JobDoc,
   JobLink,
+  JobListQuery,
+  JobListView,
+  JobOfView,
   JobsContainer,
   LeaseDoc,
   LeasesContainer,
@@ -44,6 +50,8 @@ import type {
 } from '../../../runtime/index.js';
 import { ACTIVE_STAGES, CONTAINERS, FleetError, PRIORITY_RANK } from '../../../runtime/index.js';
 import { type CursorPart, cursorCodec as sharedCursorCodec } from '../shared/cursor.js';
+import { RandomEtags } from '../shared/etag.js';
+import { jobListOptions, jsonBytes, PageBudget } from '../shared/job-list.js';
 import {
   FAULT_CODES,
   nullableString,
@@ -70,9 +78,9 @@ function mapError(e: unknown, op: string): FleetError {
 // Small shared helpers
 // ---------------------------------------------------------------------------
 
-/** Process-wide, so an etag never matches a different document, even of another store. */
-let etagCounter = 0;
-const nextEtag = (): string => `"m${(++etagCounter).toString(36)}"`;
+/** Random per write (see ../shared/etag.ts): an etag tells nothing of other writes. */
+const etags = new RandomEtags('m');
+const nextEtag = (): string => etags.next();
 
 /** Lets other callers run: every store call yields once before it touches state. */
 const yieldTurn = (): Promise<void> => Promise.resolve();
@@ -105,12 +113,16 @@ function cursorCodec<K, const P extends readonly Part[]>(
   };
 }
 
-/** One page of `index` after `q.cursor`, loading each key with `load`. */
+/**
+ * One page of `index` after `q.cursor`, loading each key with `load`. With `fits`, the
+ * page also ends before the first key it refuses (a byte budget).
+ */
 function pageOf<K, T>(
   index: SortedIndex<K> | undefined,
   q: PageRequest,
   codec: CursorCodec<K>,
   load: (key: K) => T,
+  fits?: (key: K) => boolean,
 ): Page<T> {
   const limit = requireLimit(q.limit, 1);
   const after = q.cursor === undefined || q.cursor === null ? undefined : codec.decode(q.cursor);
@@ -120,7 +132,7 @@ function pageOf<K, T>(
   for (const key of index.values(
     after === undefined ? undefined : { key: after, exclusive: true },
   )) {
-    if (keys.length === limit) {
+    if (keys.length === limit || (fits !== undefined && !fits(key))) {
       more = true;
       break;
     }
@@ -171,9 +183,15 @@ class PartitionOrder<K> {
 // The generic table behind every container
 // ---------------------------------------------------------------------------
 
-/** A stored document: its JSON text (with `_etag`) and the facts its indexes use. */
+/**
+ * A stored document: its JSON text (with `_etag`) and the facts its indexes use. A
+ * container that sets members apart (jobs: body and manifest) keeps them in `aside`,
+ * so a summary is read without parsing them.
+ */
 interface Rec<F> {
   readonly json: string;
+  /** JSON text of the members set apart ({@link TableSpec.apart}), if any. */
+  readonly aside: string | undefined;
   readonly etag: string;
   readonly facts: F;
 }
@@ -202,6 +220,11 @@ interface TableSpec<F> {
   apply(pk: string, id: string, prev: F | undefined, next: F | undefined): void;
   /** Drops every index entry (on close). */
   clear(): void;
+  /**
+   * Splits a document into what a summary read returns and the members kept apart
+   * (stored as separate JSON text, merged back by a full read). Absent: one text.
+   */
+  apart?(doc: Record<string, unknown>): [summary: object, apart: object];
 }
 
 /** The state shared by a store's containers. */
@@ -229,22 +252,28 @@ class Table<T extends { id: string }, F> {
       throw new StoreFault('invalid', 'a document must be an object');
     }
     const etag = nextEtag();
-    let json: string;
-    try {
-      json = JSON.stringify({ ...doc, _etag: etag });
-    } catch (e) {
-      throw new StoreFault('invalid', `document is not JSON-serializable (${String(e)})`);
-    }
     // The JSON text is the store's copy; the caller gets a new top-level object with the
     // fresh etag (nested objects are its own), so no second parse on the write path.
     const copy = { ...doc, _etag: etag } as unknown as Stored<T> & Record<string, unknown>;
+    let json: string;
+    let aside: string | undefined;
+    try {
+      if (this.spec.apart === undefined) json = JSON.stringify(copy);
+      else {
+        const [summary, apart] = this.spec.apart(copy);
+        json = JSON.stringify(summary);
+        aside = JSON.stringify(apart);
+      }
+    } catch (e) {
+      throw new StoreFault('invalid', `document is not JSON-serializable (${String(e)})`);
+    }
     const pk = requireString(
       copy[this.spec.partitionKey],
       `${this.spec.name}.${this.spec.partitionKey}`,
     );
     const id = requireString(copy.id, `${this.spec.name}.id`);
     const facts = this.spec.facts(copy, pk, id);
-    return { pk, id, rec: { json, etag, facts }, copy };
+    return { pk, id, rec: { json, aside, etag, facts }, copy };
   }
 
   assertOpen(): void {
@@ -257,9 +286,26 @@ class Table<T extends { id: string }, F> {
 
   /** The stored document, parsed afresh. */
   load(pk: string, id: string): Stored<T> {
+    const rec = this.#indexed(pk, id);
+    const doc = JSON.parse(rec.json) as Stored<T>;
+    return rec.aside === undefined ? doc : Object.assign(doc, JSON.parse(rec.aside));
+  }
+
+  /** The stored document without the members set apart (never parsed). */
+  loadSummary(pk: string, id: string): Record<string, unknown> {
+    return JSON.parse(this.#indexed(pk, id).json) as Record<string, unknown>;
+  }
+
+  /** Bytes of the stored JSON text (UTF-8), with the members set apart or without. */
+  bytes(pk: string, id: string, whole: boolean): number {
+    const rec = this.#indexed(pk, id);
+    return jsonBytes(rec.json) + (whole && rec.aside !== undefined ? jsonBytes(rec.aside) : 0);
+  }
+
+  #indexed(pk: string, id: string): Rec<F> {
     const rec = this.get(pk, id);
     if (rec === undefined) throw new Error(`index names ${pk}/${id}, which is not stored`);
-    return JSON.parse(rec.json) as Stored<T>;
+    return rec;
   }
 
   create(w: Prepared<T, F>): void {
@@ -508,6 +554,12 @@ class JobIndexes implements TableSpec<JobFacts> {
     return jobFacts(doc, pk, id);
   }
 
+  /** Body and manifest (the port's `JOB_SUMMARY_OMITS`) are kept apart: summaries skip them. */
+  apart(doc: Record<string, unknown>): [object, object] {
+    const { bodyMd, manifestSnapshot, ...summary } = doc;
+    return [summary, { bodyMd, manifestSnapshot }];
+  }
+
   apply(pk: string, id: string, prev: JobFacts | undefined, next: JobFacts | undefined): void {
     this.#queue(pk, prev, next);
     this.#due(prev, next);
@@ -732,13 +784,27 @@ class MemoryJobs extends MemoryContainer<JobDoc, JobFacts> implements JobsContai
     });
   }
 
-  list(q: PageRequest & { productId: string; stage?: Stage }): Promise<Page<Stored<JobDoc>>> {
+  list<V extends JobListView = 'full'>(q: JobListQuery<V>): Promise<Page<Stored<JobOfView<V>>>> {
     return this.query('list', () => {
+      const { view, maxBytes } = jobListOptions(q);
       const index =
         q.stage === undefined
           ? this.#ix.byProduct.get(q.productId)
           : this.#ix.byProductStage.get(pair(q.productId, q.stage));
-      return pageOf(index, q, listCursor, (k) => this.table.load(q.productId, k.id));
+      const whole = view === 'full';
+      const budget = new PageBudget(maxBytes);
+      return pageOf(
+        index,
+        q,
+        listCursor,
+        (k) =>
+          (whole
+            ? this.table.load(q.productId, k.id)
+            : this.table.loadSummary(q.productId, k.id)) as Stored<JobOfView<V>>,
+        budget.limited
+          ? (k) => budget.admits(this.table.bytes(q.productId, k.id, whole))
+          : undefined,
+      );
     });
   }
 
@@ -1086,7 +1152,7 @@ class MemoryStore implements DocumentStore {
 /**
  * A new, empty in-memory store (`kind: 'memory'`). It guarantees everything the port
  * promises, checked by the contract suite:
- * - each successful write returns a fresh, process-unique `_etag`; `replace` and
+ * - each successful write returns a fresh, random `_etag` (96 bits); `replace` and
  *   `delete` with another etag fail with `PRECONDITION_FAILED`, a missing document with
  *   `NOT_FOUND`, a duplicate `create` with `ALREADY_EXISTS`; an `_etag` inside a given
  *   document is ignored;

@@ -48,8 +48,7 @@
  * Strings compare as SQLite's BINARY collation (UTF-8 bytes, i.e. code points), which
  * equals JavaScript's `<` for every string without characters above U+FFFF.
  */
-import { randomBytes } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { chmodSync, closeSync, fchmodSync, mkdirSync, openSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import type {
@@ -65,6 +64,9 @@ import type {
   FactoryDoc,
   JobDoc,
   JobLink,
+  JobListQuery,
+  JobListView,
+  JobOfView,
   JobsContainer,
   LeaseDoc,
   LeasesContainer,
@@ -78,7 +80,15 @@ import type {
   Stage,
   Stored,
 } from '../../../runtime/index.js';
-import { ACTIVE_STAGES, CONTAINERS, FleetError, PRIORITY_RANK } from '../../../runtime/index.js';
+import {
+  ACTIVE_STAGES,
+  CONTAINERS,
+  FleetError,
+  JOB_SUMMARY_OMITS,
+  PRIORITY_RANK,
+} from '../../../runtime/index.js';
+import { RandomEtags } from '../shared/etag.js';
+import { jobListOptions, jsonBytes, PageBudget } from '../shared/job-list.js';
 import { migrate } from './schema.js';
 
 type DB = Database.Database;
@@ -234,15 +244,45 @@ const key = (value: unknown): string | null => (typeof value === 'string' ? valu
  * One page from rows of `[...key parts, json]`, fetched with `limit + 1` so the extra
  * row tells whether another page follows; the cursor is the last item's key.
  */
-function pageOf<T>(rows: unknown[][], limit: number, codec: CursorCodec): Page<T> {
-  const more = rows.length > limit;
-  if (more) rows.length = limit;
+function pageOf<T>(
+  rows: unknown[][],
+  limit: number,
+  codec: CursorCodec,
+  more = rows.length > limit,
+): Page<T> {
+  if (rows.length > limit) rows.length = limit;
   const items = rows.map((r) => JSON.parse(r[r.length - 1] as string) as T);
   const last = rows[rows.length - 1];
   return {
     items,
     nextCursor: more && last !== undefined ? codec.encode(last.slice(0, -1) as CursorKey) : null,
   };
+}
+
+/**
+ * Rows of `stmt` (JSON text last) for one page of `limit`: `limit + 1` rows without a
+ * budget (the extra one says another page follows); with one, row by row until a row
+ * does not fit `maxBytes` (read, not parsed, and left for the next page).
+ */
+function budgetedRows(
+  stmt: Statement,
+  params: unknown[],
+  limit: number,
+  maxBytes: number | undefined,
+): { rows: unknown[][]; more: boolean } {
+  if (maxBytes === undefined) {
+    const rows = stmt.all(...params, limit + 1) as unknown[][];
+    return { rows, more: rows.length > limit };
+  }
+  const budget = new PageBudget(maxBytes);
+  const rows: unknown[][] = [];
+  for (const row of stmt.iterate(...params, limit + 1) as IterableIterator<unknown[]>) {
+    if (rows.length === limit || !budget.admits(jsonBytes(row[row.length - 1] as string))) {
+      return { rows, more: true };
+    }
+    rows.push(row);
+  }
+  return { rows, more: false };
 }
 
 // ---------------------------------------------------------------------------
@@ -418,19 +458,6 @@ class Engine {
 }
 
 // ---------------------------------------------------------------------------
-// Etags: unique to this open store and its counter, so an etag never matches a
-// version written by another store object or before a restart.
-// ---------------------------------------------------------------------------
-
-class Etags {
-  readonly #prefix = `"s${randomBytes(6).toString('hex')}.`;
-  #n = 0;
-  next(): string {
-    return `${this.#prefix}${(++this.#n).toString(36)}"`;
-  }
-}
-
-// ---------------------------------------------------------------------------
 // The generic table behind every container
 // ---------------------------------------------------------------------------
 
@@ -464,7 +491,7 @@ interface TableSpec {
  */
 class SqliteContainer<T extends { id: string }> implements Container<T> {
   protected readonly engine: Engine;
-  protected readonly etags: Etags;
+  protected readonly etags: RandomEtags;
   protected readonly spec: TableSpec;
   protected readonly readStmt: Statement;
   readonly #insert: Statement;
@@ -473,7 +500,7 @@ class SqliteContainer<T extends { id: string }> implements Container<T> {
   readonly #deleteIf: Statement;
   protected readonly existsStmt: Statement;
 
-  constructor(engine: Engine, etags: Etags, spec: TableSpec) {
+  constructor(engine: Engine, etags: RandomEtags, spec: TableSpec) {
     this.engine = engine;
     this.etags = etags;
     this.spec = spec;
@@ -736,6 +763,24 @@ export const JOB_QUERIES = {
     WHERE stage = 'queued' GROUP BY pk, caps_key`,
 } as const;
 
+/** The list queries that also come as summaries (`view: 'summary'`). */
+const SUMMARY_QUERIES = ['list', 'listAfter', 'listStage', 'listStageAfter'] as const;
+type SummaryQuery = (typeof SUMMARY_QUERIES)[number];
+
+/**
+ * A list query's summary twin: `json_remove` takes body and manifest out inside SQLite,
+ * so they never reach JavaScript (neither copied nor parsed).
+ */
+const summarySql = (sql: string): string => {
+  const paths = JOB_SUMMARY_OMITS.map((k) => `'$.${k}'`).join(', ');
+  const out = sql.replace(
+    'SELECT seq, id, json FROM',
+    `SELECT seq, id, json_remove(json, ${paths}) FROM`,
+  );
+  if (out === sql) throw new Error(`no JSON column to summarize in: ${sql}`);
+  return out;
+};
+
 /** Queued jobs of one capability set of a product. */
 interface Bucket {
   readonly key: string;
@@ -798,8 +843,10 @@ class SqliteJobs extends SqliteContainer<JobDoc> implements JobsContainer {
   readonly #addDep: Statement;
   readonly #dropDep: Statement;
   readonly #q: { readonly [K in keyof typeof JOB_QUERIES]: Statement };
+  /** The list queries, answering summaries: SQLite drops body and manifest from the text. */
+  readonly #summaries: { readonly [K in SummaryQuery]: Statement };
 
-  constructor(engine: Engine, etags: Etags) {
+  constructor(engine: Engine, etags: RandomEtags) {
     super(engine, etags, {
       name: 'jobs',
       table: 'jobs',
@@ -844,6 +891,11 @@ class SqliteJobs extends SqliteContainer<JobDoc> implements JobsContainer {
       q[name].pluck();
     }
     this.#q = q;
+    const summaries = {} as Record<SummaryQuery, Statement>;
+    for (const name of SUMMARY_QUERIES) {
+      summaries[name] = db.prepare(summarySql(JOB_QUERIES[name])).raw();
+    }
+    this.#summaries = summaries;
     this.#loadQueues();
     engine.onRollback(() => {
       this.#queuesStale = true;
@@ -1004,33 +1056,24 @@ class SqliteJobs extends SqliteContainer<JobDoc> implements JobsContainer {
     });
   }
 
-  list(q: PageRequest & { productId: string; stage?: Stage }): Promise<Page<Stored<JobDoc>>> {
+  list<V extends JobListView = 'full'>(q: JobListQuery<V>): Promise<Page<Stored<JobOfView<V>>>> {
     return this.query('list', () => {
       const limit = requireLimit(q.limit, 1);
+      const { view, maxBytes } = jobListOptions(q);
       const after =
         q.cursor === undefined || q.cursor === null ? undefined : listCursor.decode(q.cursor);
-      let rows: unknown[][];
-      if (q.stage === undefined) {
-        rows = (
-          after === undefined
-            ? this.#q.list.all(key(q.productId), limit + 1)
-            : this.#q.listAfter.all(key(q.productId), after[0], after[0], after[1], limit + 1)
-        ) as unknown[][];
-      } else {
-        rows = (
-          after === undefined
-            ? this.#q.listStage.all(key(q.productId), key(q.stage), limit + 1)
-            : this.#q.listStageAfter.all(
-                key(q.productId),
-                key(q.stage),
-                after[0],
-                after[0],
-                after[1],
-                limit + 1,
-              )
-        ) as unknown[][];
-      }
-      return pageOf<Stored<JobDoc>>(rows, limit, listCursor);
+      const sql = view === 'summary' ? this.#summaries : this.#q;
+      const pk = key(q.productId);
+      const [stmt, params] =
+        q.stage === undefined
+          ? after === undefined
+            ? [sql.list, [pk]]
+            : [sql.listAfter, [pk, after[0], after[0], after[1]]]
+          : after === undefined
+            ? [sql.listStage, [pk, key(q.stage)]]
+            : [sql.listStageAfter, [pk, key(q.stage), after[0], after[0], after[1]]];
+      const { rows, more } = budgetedRows(stmt, params, limit, maxBytes);
+      return pageOf<Stored<JobOfView<V>>>(rows, limit, listCursor, more);
     });
   }
 
@@ -1164,7 +1207,7 @@ class ListedContainer<T extends { id: string }> extends SqliteContainer<T> {
   readonly #after: Statement;
   readonly #cursor: CursorCodec;
 
-  constructor(engine: Engine, etags: Etags, spec: TableSpec, list: ListSpec) {
+  constructor(engine: Engine, etags: RandomEtags, spec: TableSpec, list: ListSpec) {
     super(engine, etags, spec);
     const cols = list.order.join(', ');
     const t = spec.table;
@@ -1203,7 +1246,7 @@ class SqliteEvents extends SqliteContainer<EventDoc> implements EventsContainer 
   readonly #append: Statement;
   readonly #list: Statement;
 
-  constructor(engine: Engine, etags: Etags) {
+  constructor(engine: Engine, etags: RandomEtags) {
     super(engine, etags, {
       name: 'events',
       table: 'events',
@@ -1266,7 +1309,9 @@ class SqliteDocumentStore implements DocumentStore {
 
   constructor(db: DB, path: string) {
     const engine = new Engine(db);
-    const etags = new Etags();
+    // 96 random bits per write: an etag never matches another version (of this store,
+    // another one, or before a restart) and tells nothing of anyone else's writes.
+    const etags = new RandomEtags('s');
     this.#engine = engine;
     this.path = path;
     this.#ping = db.prepare('SELECT 1').pluck();
@@ -1360,6 +1405,36 @@ class SqliteDocumentStore implements DocumentStore {
 const connections = new WeakMap<object, DB>();
 
 /**
+ * Makes the database private before SQLite touches it, whatever the process's umask:
+ * every folder this call creates is 0700 (a folder that exists keeps its mode), and a
+ * missing database file is created empty with mode 0600 (an empty file is a new
+ * database to SQLite). SQLite creates the WAL and journal files with the database
+ * file's mode, so they are 0600 too. An existing database keeps its mode: it is the
+ * operator's (`chmod 600 fleet.db*` tightens one made by an earlier Fleet).
+ */
+function preparePrivateFile(path: string): void {
+  const folder = dirname(path);
+  const first = mkdirSync(folder, { recursive: true, mode: 0o700 });
+  // mkdir's mode is filtered by the umask; set the created folders' mode exactly.
+  for (let dir = folder; first !== undefined; dir = dirname(dir)) {
+    chmodSync(dir, 0o700);
+    if (dir === first || dirname(dir) === dir) break;
+  }
+  let fd: number;
+  try {
+    fd = openSync(path, 'wx', 0o600);
+  } catch (e) {
+    if ((e as { code?: string }).code === 'EEXIST') return;
+    throw e;
+  }
+  try {
+    fchmodSync(fd, 0o600);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
  * The better-sqlite3 connection of a store opened by {@link openSqliteStore}, for tests
  * and diagnostics (EXPLAIN QUERY PLAN, PRAGMA). Writing through it bypasses the store's
  * indexes and group commit: never do it in production code.
@@ -1408,7 +1483,7 @@ export function openSqliteStore(options: SqliteStoreOptions = {}): SqliteStore {
   const path = inMemory ? given : resolve(given);
   let db: DB | undefined;
   try {
-    if (!inMemory) mkdirSync(dirname(path), { recursive: true });
+    if (!inMemory) preparePrivateFile(path);
     db = new Database(path, { timeout: BUSY_TIMEOUT_MS });
     // Exclusive before WAL: the WAL index then lives in process memory, and the lock
     // taken below is held until close.
