@@ -2,6 +2,14 @@
  * Fleet's runtime: the coordinator and everything it is made of. Adapters (stores,
  * HTTP, CLI) depend on this; it depends on `machines/` and on the store port only.
  */
+
+export {
+  type ActivityEvent,
+  type ActivityOptions,
+  type ActivitySource,
+  ActivityTracker,
+  type Throughput,
+} from './activity.js';
 export { addUsage, durationMs, exceededBudget, wallDeadline, ZERO_USAGE } from './budget.js';
 export { canonicalJson, contentHash, jobIdFor } from './canonical.js';
 export { type Clock, iso, ms, SimulatedClock, systemClock } from './clock.js';
@@ -50,7 +58,18 @@ export {
   runId,
 } from './events.js';
 export { isFenced, JobDraft, persistSnapshot, restoreSnapshot } from './job-draft.js';
+export { type FollowOptions, type FollowSource, followJobEvents } from './job-follower.js';
 export { Mailboxes } from './mailbox.js';
+export {
+  type FactoryStatus,
+  type FactorySummary,
+  factoryStatus,
+  LOST_AFTER_BEATS,
+  OVERVIEW_FACTORY_LIMIT,
+  type ProductOverview,
+  productOverview,
+  STALE_AFTER_BEATS,
+} from './overview.js';
 export {
   type InsightTotals,
   LiveProjections,

@@ -262,6 +262,10 @@ export async function buildServer(
       bodyLimit: config.bodyLimit,
       metrics,
     });
+    // The standalone server's front door is the inspector (a host decides its own `/`).
+    app.get('/', { schema: { hide: true } }, async (_request, reply) =>
+      reply.redirect('/inspector', 302),
+    );
     await app.ready();
 
     const started = supervisor;
