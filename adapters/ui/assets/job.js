@@ -303,27 +303,32 @@ document
 
 const me = await whoAmI();
 document.getElementById('admin').hidden = !me.roles.includes('admin');
+let loaded = true;
 try {
   await loadJob();
 } catch (e) {
   showError(e);
-  throw e;
+  loaded = false;
 }
-void loadRuns().catch(showError);
-setInterval(renderHeader, 1000);
-const stream = new LiveStream(`/fleet/stream?job=${encodeURIComponent(id)}`, {
-  onEvent: (type, data) => {
-    if (type === 'job-event') {
-      // The stream resumes after the last seq, so an event never arrives twice; guard anyway.
-      if (events.length > 0 && data.seq <= events[events.length - 1].seq) return;
-      events.push(data);
-      scheduleRender();
-    } else if (type === 'job') {
-      job = data;
-      renderHeader();
-      refreshAll();
-    }
-  },
-  onError: showError,
-});
-stream.start();
+if (loaded) start();
+
+function start() {
+  void loadRuns().catch(showError);
+  setInterval(renderHeader, 1000);
+  const stream = new LiveStream(`/fleet/stream?job=${encodeURIComponent(id)}`, {
+    onEvent: (type, data) => {
+      if (type === 'job-event') {
+        // The stream resumes after the last seq, so an event never arrives twice; guard anyway.
+        if (events.length > 0 && data.seq <= events[events.length - 1].seq) return;
+        events.push(data);
+        scheduleRender();
+      } else if (type === 'job') {
+        job = data;
+        renderHeader();
+        refreshAll();
+      }
+    },
+    onError: showError,
+  });
+  stream.start();
+}
