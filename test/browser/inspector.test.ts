@@ -247,7 +247,7 @@ describe('inspector in Chromium', { timeout: 120_000 }, () => {
     await page.locator('#token-input').fill(ADMIN);
     await page.locator('#token-form button[type="submit"]').click();
     await page.locator('svg.chart [data-state="queued"].current').waitFor();
-    expect(await page.evaluate(() => location.href)).not.toContain(ADMIN); // never in a URL
+    expect(page.url()).not.toContain(ADMIN); // never in a URL
     // A stored token the server no longer accepts: the next call's 401 asks again.
     const stale = await open('/inspector', 'revoked-token');
     await stale.locator('#token-dialog[open]').waitFor();
