@@ -171,32 +171,32 @@ export class ApiError extends Error {
   }
 }
 
-/** Calls the JSON API with the token; a 401 asks for a token and tries again. */
-export async function api(path, { method = 'GET', body, headers = {}, raw = false } = {}) {
+/** fetch with the token; a 401 forgets it, asks for another and tries again. */
+async function authorizedFetch(path, init = {}) {
   for (;;) {
     const token = storedToken() ?? (await askToken());
-    const init = {
-      method,
-      headers: { Authorization: `Bearer ${token}`, ...headers },
-      cache: 'no-store',
-    };
-    if (body !== undefined) {
-      init.body = JSON.stringify(body);
-      init.headers['content-type'] = 'application/json';
-    }
-    const res = await fetch(url(path), init);
-    if (res.status === 401) {
-      sessionStorage.removeItem(TOKEN_KEY);
-      await askToken('The server refused the token (401). Enter a valid one.');
-      continue;
-    }
-    if (!res.ok) {
-      const problem = await res.json().catch(() => null);
-      throw new ApiError(res.status, problem);
-    }
-    if (raw) return res;
-    return res.status === 204 ? null : res.json();
+    const headers = { ...init.headers, Authorization: `Bearer ${token}` };
+    const res = await fetch(url(path), { cache: 'no-store', ...init, headers });
+    if (res.status !== 401) return res;
+    sessionStorage.removeItem(TOKEN_KEY);
+    await askToken('The server refused the token (401). Enter a valid one.');
   }
+}
+
+/** Calls the JSON API with the token; a 401 asks for a token and tries again. */
+export async function api(path, { method = 'GET', body, headers = {}, raw = false } = {}) {
+  const init = { method, headers: { ...headers } };
+  if (body !== undefined) {
+    init.body = JSON.stringify(body);
+    init.headers['content-type'] = 'application/json';
+  }
+  const res = await authorizedFetch(path, init);
+  if (!res.ok) {
+    const problem = await res.json().catch(() => null);
+    throw new ApiError(res.status, problem);
+  }
+  if (raw) return res;
+  return res.status === 204 ? null : res.json();
 }
 
 /** Who the token belongs to (`GET /fleet/me`), cached for the page. */
@@ -267,15 +267,9 @@ export class LiveStream {
     let failures = 0;
     while (!signal.aborted) {
       try {
-        const token = storedToken() ?? (await askToken());
-        const headers = { Authorization: `Bearer ${token}`, Accept: 'text/event-stream' };
+        const headers = { Accept: 'text/event-stream' };
         if (this.lastId !== null) headers['Last-Event-ID'] = this.lastId;
-        const res = await fetch(url(this.path), { headers, signal, cache: 'no-store' });
-        if (res.status === 401) {
-          sessionStorage.removeItem(TOKEN_KEY);
-          await askToken('The server refused the token (401). Enter a valid one.');
-          continue;
-        }
+        const res = await authorizedFetch(this.path, { headers, signal });
         if (!res.ok) {
           const problem = await res.json().catch(() => null);
           this.onError(new ApiError(res.status, problem));
