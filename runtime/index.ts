@@ -3,6 +3,13 @@
  * HTTP, CLI) depend on this; it depends on `machines/` and on the store port only.
  */
 export {
+  type ActivityEvent,
+  type ActivityOptions,
+  type ActivitySource,
+  ActivityTracker,
+  type Throughput,
+} from './activity.js';
+export {
   addUsage,
   durationMs,
   exceededBudget,
@@ -65,8 +72,19 @@ export {
   runId,
 } from './events.js';
 export { isFenced, JobDraft, persistSnapshot, restoreSnapshot } from './job-draft.js';
+export { type FollowOptions, type FollowSource, followJobEvents } from './job-follower.js';
 export { jsonDepthExceeds, MAX_JSON_DEPTH } from './json-depth.js';
 export { Mailboxes } from './mailbox.js';
+export {
+  type FactoryStatus,
+  type FactorySummary,
+  factoryStatus,
+  LOST_AFTER_BEATS,
+  OVERVIEW_FACTORY_LIMIT,
+  type ProductOverview,
+  productOverview,
+  STALE_AFTER_BEATS,
+} from './overview.js';
 export {
   INITIAL_TIMELINE,
   type InsightTotals,

@@ -23,6 +23,7 @@ import {
 } from '../../runtime/index.js';
 import { ConfigError, type FleetConfig, type LogLevel, loadConfig } from '../http/config.js';
 import { buildServer, type FleetServer, listen, openStore, StartupError } from '../http/server.js';
+import { runMachinesCommand } from '../ui/machines-command.js';
 
 const USAGE = `usage: fleet <command>
 
@@ -31,6 +32,8 @@ commands:
   reap --once     run one supervisor sweep against the configured store and exit
                   (--json prints the counts as JSON)
   reap            run only the supervisor until SIGTERM/SIGINT
+  machines        print a state machine: --format svg|mermaid|scxml|json
+                  --machine job|supervisor (fleet machines --help)
   help            show this text
 
 environment (an empty variable counts as unset):                       default
@@ -222,6 +225,13 @@ export async function main(argv: string[]): Promise<void> {
         return;
       case 'reap':
         await reap(args);
+        return;
+      case 'machines':
+        process.exitCode = runMachinesCommand(
+          args,
+          (t) => process.stdout.write(t),
+          (t) => process.stderr.write(t),
+        );
         return;
       case 'help':
       case '--help':

@@ -15,7 +15,9 @@
  * - `/fleet/...`: every route of API.md, plus `POST /fleet/jobs/:id/progress` and
  *   `GET /fleet/jobs/:id/artifacts`;
  * - `/healthz`, `/readyz`, `/metrics` (no auth);
- * - `/docs` (Swagger UI) and `/docs/json` (OpenAPI 3.1), generated from the zod schemas.
+ * - `/docs` (Swagger UI) and `/docs/json` (OpenAPI 3.1), generated from the zod schemas;
+ * - the inspector: `/inspector/...` pages and `/fleet/overview`, `/fleet/me`,
+ *   `/fleet/stream` (Server-Sent Events), unless `inspector: false`.
  *
  * Unknown routes under `/fleet` answer a 404 problem document; so do unknown routes in
  * the registration's whole scope unless the host has its own not-found handler (see
@@ -33,12 +35,16 @@ import type { Authenticate } from './auth.js';
 import { ClaimWaiters } from './claim-waiters.js';
 import { forbiddenKeyError } from './forbidden-keys.js';
 import { MAX_JOB_ID_LENGTH } from './http-schemas.js';
+import { createInspectorContext } from './inspector-context.js';
+import { registerInspectorRoutes } from './inspector-routes.js';
 import { registerJobRoutes } from './job-routes.js';
 import { FleetMetrics } from './metrics.js';
 import { registerOpenApi } from './openapi.js';
+import { registerOverviewRoutes } from './overview-routes.js';
 import { routeNotFound, sendProblem } from './problem.js';
 import { DEFAULT_LIST_PAGE_BYTES, type FleetApp, type RouteContext } from './route-context.js';
 import { registerServiceRoutes } from './service-routes.js';
+import { registerStreamRoutes } from './stream-routes.js';
 import { registerWorkerRoutes } from './worker-routes.js';
 
 /** Options of {@link fleetPlugin}. */
@@ -90,6 +96,19 @@ export interface FleetPluginOptions {
    * @defaultValue true
    */
   notFoundHandler?: boolean;
+  /**
+   * Serve the inspector: its pages under `/inspector` and the routes `/fleet/overview`,
+   * `/fleet/me` and `/fleet/stream`.
+   * @defaultValue true
+   */
+  inspector?: boolean;
+  /** A comment line on every open event stream this often, in ms. @defaultValue 15000 */
+  streamHeartbeatMs?: number;
+  /**
+   * How often a job's event stream re-reads the store without news, in ms: it finds
+   * events written by other processes. @defaultValue 2000
+   */
+  streamRecheckMs?: number;
 }
 
 const DEFAULT_BODY_LIMIT = 1024 * 1024;
@@ -125,6 +144,9 @@ const Options = z
     listPageBytes: z.number().int().min(1024).optional(),
     docs: z.boolean().optional(),
     notFoundHandler: z.boolean().optional(),
+    inspector: z.boolean().optional(),
+    streamHeartbeatMs: z.number().int().min(100).max(300_000).optional(),
+    streamRecheckMs: z.number().int().min(10).max(60_000).optional(),
   })
   .refine((o) => (o.coordinator === undefined) !== (o.store === undefined), {
     message: 'give either a coordinator or a store, not both and not neither',
@@ -244,6 +266,8 @@ const fleetPluginImpl: FastifyPluginAsync<FleetPluginOptions> = async (fastify, 
   }
 
   app.addHook('onResponse', async (request, reply) => {
+    // Event streams last as long as the client stays: not a request latency.
+    if (request.routeOptions.config?.fleetStream === true) return;
     const route = request.is404 ? 'unmatched' : (request.routeOptions.url ?? 'unmatched');
     metrics.recordRequest(route, request.method, reply.statusCode, reply.elapsedTime / 1000);
   });
@@ -259,6 +283,14 @@ const fleetPluginImpl: FastifyPluginAsync<FleetPluginOptions> = async (fastify, 
   }
 
   registerServiceRoutes(app, ctx);
+  const inspector =
+    o.inspector === false
+      ? null
+      : createInspectorContext(app, coordinator, {
+          heartbeatMs: o.streamHeartbeatMs ?? 15_000,
+          recheckMs: o.streamRecheckMs ?? 2000,
+        });
+  if (inspector) registerInspectorRoutes(app);
   await app.register(
     async (scope) => {
       const fleet = scope.withTypeProvider<ZodTypeProvider>() as FleetApp;
@@ -266,6 +298,10 @@ const fleetPluginImpl: FastifyPluginAsync<FleetPluginOptions> = async (fastify, 
       registerJobRoutes(fleet, ctx);
       registerWorkerRoutes(fleet, ctx);
       registerAdminRoutes(fleet, ctx);
+      if (inspector) {
+        registerOverviewRoutes(fleet, ctx, inspector);
+        await registerStreamRoutes(fleet, ctx, inspector);
+      }
     },
     { prefix: '/fleet' },
   );

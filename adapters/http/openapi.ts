@@ -102,6 +102,11 @@ export async function registerOpenApi(app: FleetApp): Promise<void> {
         { name: 'factories', description: 'Heartbeats and the factory list.' },
         { name: 'admin', description: 'Requeue and cancel (role admin).' },
         { name: 'service', description: 'Probes and metrics (no auth).' },
+        {
+          name: 'inspector',
+          description:
+            'The inspector: overview, caller, live event streams (auth), and its pages and files (no auth, no data).',
+        },
       ],
       components: {
         securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer' } },

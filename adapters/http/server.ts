@@ -307,6 +307,10 @@ export async function buildServer(
       maxParkedClaims: config.maxParkedClaims,
       listPageBytes: config.listPageBytes,
     });
+    // The standalone server's front door is the inspector (a host decides its own `/`).
+    app.get('/', { schema: { hide: true } }, async (_request, reply) =>
+      reply.redirect('/inspector', 302),
+    );
     await app.ready();
 
     const started = supervisor;

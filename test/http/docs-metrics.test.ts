@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FleetMetrics } from '../../adapters/http/index.js';
 import { createMemoryStore } from '../../adapters/store/memory/index.js';
+import { INSPECTOR_COMPONENTS, INSPECTOR_ROUTES } from './inspector-support.js';
 import { buildTestApp, claimJob, PRODUCT, ROUTES, submitJob, type TestApp } from './support.js';
 
 type Operation = {
@@ -43,6 +44,7 @@ describe('OpenAPI document', () => {
       'GET /healthz',
       'GET /readyz',
       'GET /metrics',
+      ...INSPECTOR_ROUTES,
     ];
     expect(listed.sort()).toEqual(expected.sort());
   });
@@ -98,6 +100,7 @@ describe('OpenAPI document', () => {
         'Lease',
         'Problem',
         'Run',
+        ...INSPECTOR_COMPONENTS,
       ].sort(),
     );
     const job = doc.components.schemas.Job as { properties: Record<string, unknown> };
