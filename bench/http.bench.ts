@@ -28,16 +28,15 @@
  * Fastify. Prints figures; asserts nothing. Everything binds 127.0.0.1; counts are
  * bounded, and a deadline (110 s) stops the whole run and kills the children.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { setMaxListeners } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { type Dispatcher, Pool } from 'undici';
 import { openSqliteStore } from '../adapters/store/sqlite/index.js';
+import { type ChildServer, cleanEnv, killLive, startChild } from './support/child-server.js';
 import { isMain } from './support/main.js';
 import { coreShare, cpuSample, int, othersShare, say, settle } from './support/report.js';
 import { JobFeed, ONE_SET } from './support/workload.js';
@@ -48,7 +47,6 @@ const CAPABILITIES = [...new Set(ONE_SET.flat())].sort();
 /** The goal: claims/s through the server ≥ 30% of bare Fastify's req/s. */
 export const HTTP_GOAL = 0.3;
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const FLEET_BIN = fileURLToPath(new URL('../bin/fleet.mjs', import.meta.url));
 const HELLO_SERVER = fileURLToPath(new URL('./support/hello-server.ts', import.meta.url));
 
@@ -103,94 +101,6 @@ export interface HttpBenchResult {
 
 // ---------------------------------------------------------------------------------------
 // Child servers
-
-interface ChildServer {
-  name: string;
-  url: string;
-  pid: number;
-  /** SIGTERM, then SIGKILL if it has not exited within 5 s. Idempotent. */
-  stop(): Promise<void>;
-}
-
-/** Children alive right now: killed on a deadline, and when this process exits. */
-const live = new Set<ChildProcess>();
-const killLive = (): void => {
-  for (const c of live) c.kill('SIGKILL');
-};
-
-function exited(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => child.once('exit', () => resolve()));
-}
-
-/**
- * Spawns `node <args>` and resolves once a stdout line matches `ready` (its first group
- * is the URL). Rejects, with the child's last output, if it exits or stays silent first.
- */
-function startChild(
-  name: string,
-  args: string[],
-  env: NodeJS.ProcessEnv,
-  ready: RegExp,
-  signal: AbortSignal,
-): Promise<ChildServer> {
-  const child = spawn(process.execPath, args, { cwd: ROOT, env, stdio: ['pipe', 'pipe', 'pipe'] });
-  live.add(child);
-  child.once('exit', () => live.delete(child));
-  const tail: string[] = [];
-  const keep = (line: string): void => {
-    tail.push(line);
-    if (tail.length > 20) tail.shift();
-  };
-  createInterface({ input: child.stderr! }).on('line', keep);
-  const lines = createInterface({ input: child.stdout! });
-  let stopping: Promise<void> | null = null;
-  const stop = (): Promise<void> => {
-    stopping ??= (async () => {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill('SIGTERM');
-      const killer = setTimeout(() => child.kill('SIGKILL'), 5_000);
-      await exited(child);
-      clearTimeout(killer);
-    })();
-    return stopping;
-  };
-  return new Promise<ChildServer>((resolve, reject) => {
-    let settled = false;
-    const fail = (why: string): void => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      signal.removeEventListener('abort', onAbort);
-      void stop();
-      reject(
-        new Error(
-          `${name} ${why}${tail.length ? `; its last output:\n  ${tail.join('\n  ')}` : ''}`,
-        ),
-      );
-    };
-    const onAbort = (): void => fail('did not start before the deadline');
-    const timer = setTimeout(() => fail('printed no URL within 30 s'), 30_000);
-    signal.addEventListener('abort', onAbort, { once: true });
-    child.once('exit', (code, sig) => fail(`exited (${sig ?? `status ${code}`}) before listening`));
-    child.once('error', (e) => fail(`could not be started: ${e.message}`));
-    lines.on('line', (line) => {
-      const m = ready.exec(line);
-      if (!m || settled) return keep(line);
-      settled = true;
-      clearTimeout(timer);
-      signal.removeEventListener('abort', onAbort);
-      resolve({ name, url: m[1]!, pid: child.pid!, stop });
-    });
-  });
-}
-
-/** The inherited environment without any `FLEET_*` (the server warns about unknown ones). */
-function cleanEnv(): NodeJS.ProcessEnv {
-  return Object.fromEntries(
-    Object.entries(process.env).filter(([k]) => !k.startsWith('FLEET_')),
-  ) as NodeJS.ProcessEnv;
-}
 
 function startHello(signal: AbortSignal): Promise<ChildServer> {
   return startChild(

@@ -20,6 +20,7 @@ import { runSqliteBench, sqliteOptionsFromArgs, sqliteSummary } from './sqlite.b
 import { runSubmitBench, SUBMIT_GOAL } from './submit.bench.js';
 import { isMain, relaunchWithGc } from './support/main.js';
 import { int, say } from './support/report.js';
+import { runSweepBench, sweepOptionsFromArgs, sweepSummary } from './sweep.bench.js';
 
 export async function runAll(args: string[]): Promise<void> {
   const started = performance.now();
@@ -36,6 +37,8 @@ export async function runAll(args: string[]): Promise<void> {
   const sqlite = await runSqliteBench(sqliteOptions);
   say();
   const http = await runHttpBench(httpOptionsFromArgs(args));
+  say();
+  const sweeps = await runSweepBench(sweepOptionsFromArgs(args));
   say();
   const cosmos = await runCosmosBench(cosmosOptionsFromArgs(args));
   say();
@@ -57,6 +60,7 @@ export async function runAll(args: string[]): Promise<void> {
   say(
     `etag: ${pooled!.nsPerEtag.toFixed(0)} ns per write (random, 96 bits) against ${counter!.nsPerEtag.toFixed(0)} ns for a counter`,
   );
+  for (const line of sweepSummary(sweeps)) say(line);
   say();
   say(cosmosTable(cosmos));
   say();
