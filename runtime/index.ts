@@ -49,6 +49,12 @@ export {
   type JobEventType,
   runId,
 } from './events.js';
+export {
+  explainFence,
+  FENCE_REASONS,
+  type FenceExplanation,
+  type FenceReason,
+} from './fence-reason.js';
 export { isFenced, JobDraft, persistSnapshot, restoreSnapshot } from './job-draft.js';
 export { Mailboxes } from './mailbox.js';
 export {

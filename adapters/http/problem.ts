@@ -35,7 +35,7 @@ export interface MappedProblem {
   problem: ProblemDocument;
   /** `error`: a 5xx (logged with its stack); `none`: an expected client error. */
   log: 'none' | 'error';
-  /** Extra response headers (`WWW-Authenticate`, `Retry-After`). */
+  /** Extra response headers (`WWW-Authenticate`; `Retry-After` on every 429 and 503). */
   headers: Record<string, string>;
 }
 
@@ -159,7 +159,11 @@ export function toProblem(error: unknown, context: ProblemContext = {}): MappedP
     }
   }
   if (problem.code === 'UNAUTHENTICATED') headers['www-authenticate'] = 'Bearer realm="fleet"';
-  if (problem.code === 'STORE_UNAVAILABLE') headers['retry-after'] = '1';
+  if (problem.status === 429 || problem.status === 503) {
+    // Whole seconds (RFC 9110), at least 1: what the store asked for, else a short pause.
+    const ms = error instanceof FleetError ? Number(error.extra.retryAfterMs) : Number.NaN;
+    headers['retry-after'] = String(Number.isFinite(ms) && ms > 0 ? Math.ceil(ms / 1000) : 1);
+  }
   return { problem, log, headers };
 }
 
