@@ -354,6 +354,13 @@ function failure(e: unknown): { message: string | null; code: number } {
 
 /** Runs the command line `argv` (without node and the script). */
 export async function main(argv: string[]): Promise<void> {
+  // `fleet jobs | head`: a reader that stops early is not an error of ours.
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+      throw e;
+    });
+  }
   const program = buildProgram();
   if (argv.length === 0) {
     printErr('fleet: no command given');

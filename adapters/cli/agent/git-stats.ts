@@ -1,7 +1,10 @@
 /**
  * Files and lines a run changed, from git: `git diff --numstat <base>` in the workdir,
- * where `base` is the commit checked out when the child started — so commits the agent
- * made count as well as what it left uncommitted (tracked files; binary files count as
+ * where `base` is a snapshot of the working tree taken when the child started (`git
+ * stash create`: a commit object of the tracked files as they are, written without
+ * touching the working tree, the index or any ref; HEAD when nothing is modified). So
+ * what was already modified before the run does not count, and commits the agent made
+ * count as well as what it left uncommitted (tracked files; binary files count as
  * changed files with no lines). Nothing when the workdir is not a git repository or git
  * is missing.
  */
@@ -14,11 +17,12 @@ const git = (cwd: string, args: string[]): Promise<string | null> =>
     );
   });
 
-/** The commit checked out in `cwd`, or null (not a repository, no commit yet, no git). */
-export async function gitHead(cwd: string): Promise<string | null> {
-  const out = await git(cwd, ['rev-parse', '--verify', '--quiet', 'HEAD']);
-  const sha = out?.trim() ?? '';
-  return /^[0-9a-f]{40,64}$/.test(sha) ? sha : null;
+/** A commit of `cwd`'s working tree as it is now, or null (not a repository, no commit yet, no git). */
+export async function gitBase(cwd: string): Promise<string | null> {
+  const head = (await git(cwd, ['rev-parse', '--verify', '--quiet', 'HEAD']))?.trim() ?? '';
+  if (!/^[0-9a-f]{40,64}$/.test(head)) return null;
+  const snapshot = (await git(cwd, ['stash', 'create']))?.trim() ?? '';
+  return /^[0-9a-f]{40,64}$/.test(snapshot) ? snapshot : head;
 }
 
 /** What changed since `base` in `cwd`'s working tree, or null. */

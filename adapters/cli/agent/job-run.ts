@@ -14,8 +14,8 @@
  * 5. Report the end: exit 0 → the remaining stages to `shipped` with the result, the
  *    last insights (and files and lines changed, from git) and the log's pointer; exit
  *    75 or a `fail` of class transient → `failed` (transient); another status →
- *    `agent_exit` with the stderr tail; a signal the agent did not send →
- *    `agent_signal`; `--timeout` → SIGTERM the group, grace, SIGKILL, `timeout`. A
+ *    `agent_exit` with the stderr tail; a signal the agent did not send (or the shell's
+ *    status 128 + N, which reports one) → `agent_signal`; `--timeout` → SIGTERM the group, grace, SIGKILL, `timeout`. A
  *    command that could not be started (spawn error, or the shell's 126/127 before the
  *    child said anything) gives the job back instead of failing it: no attempt burnt.
  *
@@ -32,6 +32,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
+import { constants } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type {
@@ -52,7 +53,7 @@ import {
 } from '../../client/index.js';
 import { formatDuration } from '../duration.js';
 import { type ChildStage, parseChildLine } from './child-messages.js';
-import { diffStats, gitHead } from './git-stats.js';
+import { diffStats, gitBase } from './git-stats.js';
 import { type ChildExit, type JobProcess, startJobProcess } from './job-process.js';
 import { LeaseKeeper } from './lease-keeper.js';
 import type { Reporter } from './reporter.js';
@@ -219,7 +220,7 @@ export class JobRun {
     mkdirSync(settings.logDir, { recursive: true });
     this.#logPath = join(settings.logDir, `${this.jobId}.e${this.leaseEpoch}.log`);
     this.#log = createWriteStream(this.#logPath, { flags: 'a' });
-    const base = await gitHead(settings.workdir);
+    const base = await gitBase(settings.workdir);
     const reader = settings.insightsFrom
       ? transcriptReader(settings.insightsFrom, this.#meter)
       : null;
@@ -245,6 +246,7 @@ export class JobRun {
         this.#stderrTail = (this.#stderrTail + chunk.toString('utf8')).slice(-STDERR_TAIL);
       },
       onMessageLine: (line) => this.#onChildLine(line),
+      onKilledAfterGrace: () => this.#event('killed', { signal: 'SIGKILL', why: 'grace_ended' }),
     });
     if (!started.ok) {
       this.#event('spawn_failed', { error: started.error.message });
@@ -328,8 +330,8 @@ export class JobRun {
       };
     }
     if (this.#fail) return this.#fail;
-    if (exit.signal)
-      return { class: 'agent_signal', message: withTail(`killed by ${exit.signal}`) };
+    const signal = exit.signal ?? signalOfShellStatus(exit.code);
+    if (signal) return { class: 'agent_signal', message: withTail(`killed by ${signal}`) };
     if (exit.code === 0) return null;
     if (exit.code === 75) {
       return { class: 'transient', message: withTail('exited with status 75 (temporary failure)') };
@@ -576,10 +578,9 @@ export class JobRun {
     this.#process?.killGroup(signal);
   }
 
-  /** SIGTERM to the group, SIGKILL after the grace. */
+  /** SIGTERM to the group, SIGKILL to what is left of it after the grace. */
   #terminate(): void {
-    this.#kill('SIGTERM');
-    this.#timers.push(setTimeout(() => this.#kill('SIGKILL'), this.#d.settings.killGraceMs));
+    this.#process?.terminate(this.#d.settings.killGraceMs);
   }
 
   // -------------------------------------------------------------------------
@@ -616,6 +617,17 @@ export class JobRun {
       },
     ];
   }
+}
+
+/**
+ * The signal behind a shell's exit status 128 + N: `/bin/sh -c` runs the command as its
+ * own child, so a command killed by signal N shows as the shell exiting with 128 + N.
+ */
+export function signalOfShellStatus(code: number | null): string | null {
+  if (code === null || code <= 128 || code > 128 + 64) return null;
+  const n = code - 128;
+  const name = Object.entries(constants.signals).find(([, v]) => v === n)?.[0];
+  return name ?? `signal ${n}`;
 }
 
 function lastLine(text: string): string {

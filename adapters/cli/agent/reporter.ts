@@ -42,6 +42,8 @@ function sentence(event: string, f: ReportFields): string {
       return `${job} lease not renewed in time: command killed before the lease ends`;
     case 'timeout':
       return `${job} timed out after ${f.after}: stopping the command`;
+    case 'killed':
+      return `${job} command still running after the grace: SIGKILL`;
     case 'spawn_failed':
       return `${job} could not start the command: ${f.error}; giving the job back`;
     case 'stopped_claiming':
