@@ -196,7 +196,12 @@ export class Agent {
     return backoffMs(attempt, { baseMs: 1000, capMs: 30_000, random: this.#o.random }, retryAfter);
   }
 
-  #heartbeat(health: 'ok' | 'degraded' | 'down'): Promise<unknown> {
+  #heartbeat(
+    health: 'ok' | 'degraded' | 'down',
+    call: { timeoutMs: number; retries?: number } = {
+      timeoutMs: Math.max(1000, this.#o.heartbeatMs),
+    },
+  ): Promise<unknown> {
     const o = this.#o;
     return o.client.heartbeat(
       {
@@ -215,14 +220,15 @@ export class Agent {
           claiming: this.#phase === 'running' && !this.#stoppedClaiming,
         },
       },
-      { timeoutMs: Math.max(1000, o.heartbeatMs) },
+      call,
     );
   }
 
   /** One heartbeat (never two at once; a beat asked for meanwhile follows). */
   async #beat(health?: 'down'): Promise<void> {
     if (health === 'down') {
-      await this.#heartbeat('down');
+      // The last word on the way out: one short try, the exit does not wait on it.
+      await this.#heartbeat('down', { timeoutMs: 2000, retries: 0 });
       return;
     }
     if (this.#beating) {

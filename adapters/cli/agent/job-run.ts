@@ -416,7 +416,10 @@ export class JobRun {
           if (e.maybeSent && resolve) {
             const r = await resolve().catch(() => 'resend' as const);
             if (r === 'gone') return GONE;
-            if (r !== 'resend') return r.applied;
+            if (r !== 'resend') {
+              this.#event('resolved', { op, applied: true, error: describe(e) });
+              return r.applied;
+            }
           }
         } else {
           throw e;

@@ -58,6 +58,8 @@ function sentence(event: string, f: ReportFields): string {
       return `exiting (${f.code})`;
     case 'retrying':
       return `${f.op} failed (${f.error}); again in ${Math.round(Number(f.waitMs))} ms`;
+    case 'resolved':
+      return `${job} ${f.op}: the answer was lost (${f.error}); the job shows it was applied`;
     case 'child_message':
       return `${job} ignored a line on fd 3: ${f.error}`;
     default:
