@@ -11,43 +11,9 @@ import { createFleetClient } from '../../adapters/client/index.js';
 import { createMemoryStore } from '../../adapters/store/memory/index.js';
 import { buildTestApp, type TestApp } from '../http/support.js';
 import { FAKE_AGENT, killEverything, PROCESS_TEST_MS, scratch } from '../support/agent-harness.js';
+import { injectFetch, type SentRequest } from '../support/inject-fetch.js';
 
-interface Sent {
-  method: string;
-  path: string;
-  body: Record<string, unknown> | null;
-}
-
-/** A fetch over `app.inject` that loses the answer of every request `lose` picks. */
-function injectingFetch(t: TestApp, lose: (req: Sent) => boolean, log: Sent[]): typeof fetch {
-  return async (input, init) => {
-    const url = new URL(String(input));
-    const body = typeof init?.body === 'string' ? init.body : undefined;
-    const req: Sent = {
-      method: init?.method ?? 'GET',
-      path: url.pathname,
-      body: body ? (JSON.parse(body) as Record<string, unknown>) : null,
-    };
-    log.push(req);
-    const res = await t.app.inject({
-      method: req.method as 'GET',
-      url: url.pathname + url.search,
-      headers: init?.headers as Record<string, string>,
-      ...(body !== undefined ? { payload: body } : {}),
-    });
-    if (lose(req)) {
-      const reset = Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' });
-      throw new TypeError('fetch failed', { cause: reset });
-    }
-    const headers = new Headers();
-    for (const [k, v] of Object.entries(res.headers))
-      if (v !== undefined) headers.set(k, String(v));
-    return new Response(res.statusCode === 204 ? null : res.rawPayload, {
-      status: res.statusCode,
-      headers,
-    });
-  };
-}
+type Sent = SentRequest;
 
 /** Loses the first answer of each request that matches one of `picks`. */
 function loseFirst(...picks: Array<(r: Sent) => boolean>): (r: Sent) => boolean {
@@ -77,7 +43,7 @@ describe('answers lost after the server applied the write', { timeout: PROCESS_T
     const client = createFleetClient({
       baseUrl: 'http://fleet.test',
       token: 'admin',
-      fetch: injectingFetch(t, lose, sent),
+      fetch: injectFetch(t.app, sent, lose),
       backoff: { baseMs: 1, capMs: 1 },
     });
     const { job } = await client.submit({
