@@ -113,6 +113,8 @@ export function movesTo(from: string, to: PatchTarget): PatchTarget[] {
 }
 
 const STDERR_TAIL = 4000;
+/** Tries of the give-back once the lease passed its safe deadline. */
+const AFTER_LOSS_ATTEMPTS = 3;
 /** The write could not be made: the lease is gone (fenced, or past its safe deadline). */
 const GONE = Symbol('gone');
 type Written<T> = T | typeof GONE;
@@ -128,8 +130,13 @@ export class JobRun {
   readonly #claim: Claim;
   readonly #keeper: LeaseKeeper;
   readonly #meter = new UsageMeter();
-  /** Aborted when the lease is gone: ends every wait and retry of this run. */
+  /** Aborted when the lease is someone else's (fenced): ends every wait and retry. */
   readonly #gone = new AbortController();
+  /**
+   * Aborted when the lease passed its safe deadline unrenewed: writes stop retrying;
+   * only the give-back is tried, a few times (it may still be ours, or answer FENCED).
+   */
+  readonly #leaseLost = new AbortController();
   #stage: string;
   #queue: Promise<unknown> = Promise.resolve();
   #seq = 0;
@@ -399,9 +406,14 @@ export class JobRun {
     op: string,
     send: () => Promise<T>,
     resolve?: () => Promise<{ applied: T } | 'resend' | 'gone'>,
+    afterLoss = false,
   ): Promise<Written<T>> {
+    const stop = afterLoss
+      ? this.#gone.signal
+      : AbortSignal.any([this.#gone.signal, this.#leaseLost.signal]);
     for (let attempt = 0; ; attempt++) {
-      if (this.#fenced || this.#gone.signal.aborted) return GONE;
+      if (this.#fenced || stop.aborted) return GONE;
+      if (this.#leaseLost.signal.aborted && attempt >= AFTER_LOSS_ATTEMPTS) return GONE;
       let retryAfter: number | null = null;
       try {
         return await send();
@@ -431,7 +443,7 @@ export class JobRun {
         );
         this.#event('retrying', { op, error: describe(e), waitMs });
         try {
-          await sleep(waitMs, this.#gone.signal);
+          await sleep(waitMs, stop);
         } catch {
           return GONE;
         }
@@ -527,7 +539,7 @@ export class JobRun {
     artifacts?: Artifact[],
   ): Promise<RunOutcome> {
     if (this.#fenced) return 'fenced';
-    await this.#sendProgress(artifacts);
+    if (!this.#leaseLost.signal.aborted) await this.#sendProgress(artifacts);
     const r = await this.#write(
       'release',
       () => this.#d.client.releaseLease(this.jobId, { ...this.#me(), reason }),
@@ -537,6 +549,7 @@ export class JobRun {
           job.leaseEpoch === this.leaseEpoch && job.holderFactoryId === this.#d.factoryId;
         return mine ? 'resend' : { applied: job };
       },
+      true,
     );
     if (r === GONE) return this.#goneOutcome();
     this.#event('released', { reason });
@@ -570,6 +583,7 @@ export class JobRun {
   /** No renewal by the safe deadline: kill the group before the lease can be handed on. */
   #onDeadline(): void {
     if (this.#fenced) return;
+    this.#leaseLost.abort();
     this.#killedBy ??= 'lease';
     this.#kill('SIGKILL');
     this.#event('lease_deadline', {
