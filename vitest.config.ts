@@ -1,11 +1,20 @@
 import { defineConfig } from 'vitest/config';
 
-/** Every project: two cores, so two workers; generous bounds for waits on processes. */
+/** Every project: two cores, so two workers. */
 const common = {
   testTimeout: 30_000,
   hookTimeout: 30_000,
   maxWorkers: 2,
 };
+
+/**
+ * Two groups, one after the other. First the in-process suites and the timing-sensitive
+ * multi-process Cosmos DB test, with the machine as they always had it; then the tests
+ * that start many processes (`fleet serve`, `fleet agent`, the CLI, `npm pack` and an
+ * offline install that compiles better-sqlite3), whose load would otherwise slow the
+ * first group past its deadlines.
+ */
+const PROCESS_TESTS = ['test/agent/**', 'test/cli/**', 'test/package/**'];
 
 export default defineConfig({
   test: {
@@ -15,9 +24,9 @@ export default defineConfig({
           ...common,
           name: 'fleet',
           include: ['test/**/*.test.ts'],
-          exclude: ['test/package/**'],
-          // dist/ compiled once (the CLI tests run the built `fleet`), and one Cosmos DB
-          // test server (cosmosdb-server on 127.0.0.1) for every file.
+          exclude: PROCESS_TESTS,
+          // dist/ compiled once (tests run the built `fleet`), and one Cosmos DB test
+          // server (cosmosdb-server on 127.0.0.1) for every file.
           globalSetup: [
             'test/support/build-global-setup.ts',
             'test/support/cosmos-global-setup.ts',
@@ -28,10 +37,8 @@ export default defineConfig({
       {
         test: {
           ...common,
-          // The packed-tarball test compiles better-sqlite3 (a minute of a core): it runs
-          // after the rest, so it never slows the timing-sensitive multi-process test.
-          name: 'package',
-          include: ['test/package/**/*.test.ts'],
+          name: 'processes',
+          include: PROCESS_TESTS.map((p) => `${p}/*.test.ts`),
           globalSetup: ['test/support/build-global-setup.ts'],
           sequence: { groupOrder: 1 },
         },

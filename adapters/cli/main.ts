@@ -10,6 +10,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { FleetApiError, FleetNetworkError } from '../client/index.js';
 import { parseDuration } from './duration.js';
 import { CliError, printErr } from './output.js';
+import { STAGES } from './stages.js';
 import { fleetVersion } from './version.js';
 
 const SERVER_ENVIRONMENT = `
@@ -74,6 +75,18 @@ const run =
   async (...args: A): Promise<void> => {
     process.exitCode = await action(...args);
   };
+
+type ClientCommands = typeof import('./client-commands.js');
+
+/** The action of a client command: `name` of client-commands.ts, imported when it runs. */
+function fromClientCommands<
+  K extends 'submit' | 'jobs' | 'job' | 'factories' | 'requeue' | 'cancel',
+>(name: K) {
+  return run(async (...args: Parameters<ClientCommands[K]>) => {
+    const commands = await import('./client-commands.js');
+    return (commands[name] as (...a: Parameters<ClientCommands[K]>) => Promise<number>)(...args);
+  });
+}
 
 /** The command line of `fleet`. */
 export function buildProgram(): Command {
@@ -214,44 +227,17 @@ Exit 0 ships the job; 75 fails it as transient (retried); another status fails i
     .option('--caps <list>', 'capabilities a factory needs, comma-separated')
     .option('--deps <ids>', 'job ids this job waits for, comma-separated')
     .option('--budget-usd <n>', 'cost budget in dollars', positiveNumber)
-    .action(
-      run(async (file: string, o) => {
-        const { submit } = await import('./client-commands.js');
-        return submit(file, o);
-      }),
-    );
+    .action(fromClientCommands('submit'));
 
   clientCommand(program, 'jobs', 'list jobs, newest first')
-    .addOption(
-      new Option('--stage <stage>', 'only jobs in this stage').choices([
-        'queued',
-        'blocked',
-        'assigned',
-        'building',
-        'review',
-        'testing',
-        'shipped',
-        'failed',
-        'dead_letter',
-      ]),
-    )
+    .addOption(new Option('--stage <stage>', 'only jobs in this stage').choices(STAGES))
     .option('--limit <n>', 'how many', integer(1, 500), 20)
     .option('--cursor <cursor>', 'the next page (printed after a full page)')
-    .action(
-      run(async (o) => {
-        const { jobs } = await import('./client-commands.js');
-        return jobs(o);
-      }),
-    );
+    .action(fromClientCommands('jobs'));
 
   clientCommand(program, 'job', 'show a job, its runs and its events')
     .argument('<id>', 'the job id')
-    .action(
-      run(async (id: string, o) => {
-        const { job } = await import('./client-commands.js');
-        return job(id, o);
-      }),
-    );
+    .action(fromClientCommands('job'));
 
   clientCommand(program, 'watch', 'a live view of jobs by stage and the factories')
     .option('--interval <duration>', 'between frames', duration, 2000)
@@ -264,30 +250,17 @@ Exit 0 ships the job; 75 fails it as transient (retried); another status fails i
     );
 
   clientCommand(program, 'factories', 'list the factories and their health').action(
-    run(async (o) => {
-      const { factories } = await import('./client-commands.js');
-      return factories(o);
-    }),
+    fromClientCommands('factories'),
   );
 
   clientCommand(program, 'requeue', 'move a failed or dead-lettered job back to the queue (admin)')
     .argument('<id>', 'the job id')
-    .action(
-      run(async (id: string, o) => {
-        const { requeue } = await import('./client-commands.js');
-        return requeue(id, o);
-      }),
-    );
+    .action(fromClientCommands('requeue'));
 
   clientCommand(program, 'cancel', 'cancel a job: dead_letter, its holder fenced out (admin)')
     .argument('<id>', 'the job id')
     .option('--reason <text>', 'recorded on the event')
-    .action(
-      run(async (id: string, o) => {
-        const { cancel } = await import('./client-commands.js');
-        return cancel(id, o);
-      }),
-    );
+    .action(fromClientCommands('cancel'));
 
   clientCommand(program, 'events', 'print a job’s events (--follow: until it is shipped or dead)')
     .argument('<id>', 'the job id')

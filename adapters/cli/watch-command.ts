@@ -12,19 +12,7 @@ import type { Factory, FleetClient } from '../client/index.js';
 import { paginate, sleep } from '../client/index.js';
 import { type ConnectionOptions, clientFor, connection } from './connection.js';
 import { print, printJson, table, time } from './output.js';
-
-/** Stages in lifecycle order. */
-export const STAGES: readonly Stage[] = [
-  'blocked',
-  'queued',
-  'assigned',
-  'building',
-  'review',
-  'testing',
-  'failed',
-  'shipped',
-  'dead_letter',
-];
+import { STAGES } from './stages.js';
 
 /** Most jobs counted per stage and frame. */
 export const COUNT_CAP = 5000;

@@ -15,16 +15,10 @@ import {
   scratch,
   spawnTracked,
   waitFor,
+  withoutNpmSettings,
 } from '../support/agent-harness.js';
 
 afterAll(killEverything);
-
-/** Outer `npm test` settings are not the nested npm's. */
-function cleanNpmEnv(): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const k of Object.keys(process.env)) if (k.toLowerCase().startsWith('npm_')) env[k] = '';
-  return env;
-}
 
 describe('README quick start', { timeout: PROCESS_TEST_MS }, () => {
   it('npm start, npx fleet agent --exec ..., npx fleet submit: the job ships', async () => {
@@ -40,7 +34,7 @@ describe('README quick start', { timeout: PROCESS_TEST_MS }, () => {
     expect(quickStart).toContain('npm start');
 
     const data = scratch('fleet-quickstart-');
-    const base = { ...cleanNpmEnv(), PORT: '0', FLEET_DB: join(data, 'fleet.db') };
+    const base = { ...withoutNpmSettings(), PORT: '0', FLEET_DB: join(data, 'fleet.db') };
     // dist/ was built by the test run's global setup; `prestart` would rebuild it under
     // the other tests' feet, so the start script runs without its pre-script here.
     const server = spawnTracked('npm', ['start', '--ignore-scripts'], base);
@@ -48,7 +42,12 @@ describe('README quick start', { timeout: PROCESS_TEST_MS }, () => {
     const token = (
       JSON.parse(readFileSync(join(data, 'dev-token.json'), 'utf8')) as { token: string }
     ).token;
-    const env = { ...cleanNpmEnv(), FLEET_URL: url, FLEET_TOKEN: token, XDG_STATE_HOME: data };
+    const env = {
+      ...withoutNpmSettings(),
+      FLEET_URL: url,
+      FLEET_TOKEN: token,
+      XDG_STATE_HOME: data,
+    };
 
     const agent = spawnTracked('sh', ['-c', agentLine!], env);
     await agent.waitForLine(/ agent \S+ on http/, 'the agent starts');

@@ -17,21 +17,24 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { killEverything, ROOT, scratch, spawnTracked, WAIT_MS } from '../support/agent-harness.js';
+import {
+  killEverything,
+  ROOT,
+  scratch,
+  spawnTracked,
+  WAIT_MS,
+  withoutNpmSettings,
+} from '../support/agent-harness.js';
 
 afterAll(killEverything);
 
 /** The environment of nested npm runs: none of the outer `npm test`'s own settings. */
-function npmEnv(): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const k of Object.keys(process.env)) if (k.toLowerCase().startsWith('npm_')) env[k] = '';
-  return {
-    ...env,
-    npm_config_audit: 'false',
-    npm_config_fund: 'false',
-    npm_config_update_notifier: 'false',
-  };
-}
+const npmEnv = (): Record<string, string> => ({
+  ...withoutNpmSettings(),
+  npm_config_audit: 'false',
+  npm_config_fund: 'false',
+  npm_config_update_notifier: 'false',
+});
 
 async function sh(
   command: string,

@@ -164,6 +164,16 @@ export async function fleet(
   return { code, stdout: p.stdout(), stderr: p.stderr() };
 }
 
+/**
+ * Blanks the outer `npm test`'s own `npm_*` settings, for a nested npm or npx (they
+ * would otherwise apply to it: prefix, lifecycle event, user agent...).
+ */
+export function withoutNpmSettings(): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const k of Object.keys(process.env)) if (k.toLowerCase().startsWith('npm_')) env[k] = '';
+  return env;
+}
+
 /** A temporary folder removed by {@link killEverything}. */
 export function scratch(prefix = 'fleet-agent-test-'): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));

@@ -4,22 +4,14 @@
  * call at most every 15 s, the rest with the final PATCH). Nothing is counted twice:
  * each take empties the meter.
  */
-import type { Insights } from '../../../runtime/index.js';
+import { type Insights, type Usage, ZERO_USAGE } from '../../../runtime/index.js';
+
+/** A numeric insight field. */
+export type UsageField = keyof Usage;
 
 /** The numeric insight fields, in the order the API lists them. */
-export const USAGE_FIELDS = [
-  'tokensIn',
-  'tokensOut',
-  'tokensCached',
-  'costUsd',
-  'turns',
-  'toolCalls',
-  'filesChanged',
-  'linesAdded',
-  'linesDeleted',
-] as const;
+export const USAGE_FIELDS = Object.keys(ZERO_USAGE) as UsageField[];
 
-export type UsageField = (typeof USAGE_FIELDS)[number];
 export type UsageIncrements = Partial<Record<UsageField, number>>;
 
 /** Accumulates increments until taken. */
