@@ -10,7 +10,7 @@ import { Agent } from './agent/agent.js';
 import { createReporter } from './agent/reporter.js';
 import type { TranscriptFormat } from './agent/transcripts.js';
 import { type ConnectionOptions, connection } from './connection.js';
-import { print } from './output.js';
+import { CliError, print } from './output.js';
 import { fleetVersion } from './version.js';
 
 export interface AgentCommandOptions extends ConnectionOptions {
@@ -48,6 +48,7 @@ export function childEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEn
 
 /** Runs the agent until it is drained; resolves with the exit status. */
 export async function agent(o: AgentCommandOptions): Promise<number> {
+  if (o.exec.trim() === '') throw new CliError('--exec needs a command', 2);
   const { url, token } = connection(o);
   const capabilities = (o.capabilities ?? '')
     .split(',')
@@ -82,8 +83,8 @@ export async function agent(o: AgentCommandOptions): Promise<number> {
       process.exit(130);
     }
   };
-  process.on('SIGTERM', onSignal);
-  process.on('SIGINT', onSignal);
+  // A closed terminal (SIGHUP) drains like SIGTERM: its commands must not be orphaned.
+  for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(signal, onSignal);
   // Whatever ends this process, no command it started outlives it.
   process.on('exit', () => a.killAll());
   return a.run();

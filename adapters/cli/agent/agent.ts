@@ -9,7 +9,7 @@
  *   to 30 s, honouring `Retry-After`. 401 and 403 are fatal: the token does not work.
  * - **Spawn failures** give the job back and mark the factory `degraded`; after 3 in a
  *   row the agent stops claiming (and stays up, degraded, so an operator sees it).
- * - **Signals**: the first SIGTERM/SIGINT drains — no new claims, running jobs finish
+ * - **Signals**: the first SIGTERM/SIGINT/SIGHUP drains — no new claims, running jobs finish
  *   (at most `drainTimeoutMs`), renewals and heartbeats go on — then exit 0. A second
  *   cancels: each command gets SIGTERM, a grace, SIGKILL, and its lease is released;
  *   then exit 1. A third exits at once (commands killed, leases left to expire).
@@ -105,7 +105,7 @@ export class Agent {
   }
 
   /**
-   * A SIGTERM or SIGINT: drain, then cancel, then `exit` (the caller exits at once).
+   * A SIGTERM, SIGINT or SIGHUP: drain, then cancel, then `exit` (the caller exits at once).
    */
   signal(name: string): 'drain' | 'cancel' | 'exit' {
     this.#signals++;
