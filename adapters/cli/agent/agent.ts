@@ -241,11 +241,14 @@ export class Agent {
         try {
           await this.#heartbeat(this.#health);
         } catch (e) {
-          this.#o.report.event('retrying', {
-            op: 'heartbeat',
-            error: describe(e),
-            waitMs: this.#o.heartbeatMs,
-          });
+          // The next beat is the retry; on the way out there is none to announce.
+          if (this.#phase === 'running' || this.#runs.size > 0) {
+            this.#o.report.event('retrying', {
+              op: 'heartbeat',
+              error: describe(e),
+              waitMs: this.#o.heartbeatMs,
+            });
+          }
         }
       } while (this.#beatAgain);
     })();
