@@ -1086,6 +1086,8 @@ export class Coordinator {
    * A fenced write that moves no stage: checkpoint, insight increments, artifact
    * pointers. Same fencing as `transition`; a budget exceeded by the reported insights
    * sends the job to `dead_letter` (reason `budget_exceeded`) and fences the holder out.
+   * With `seq`, the holder's call at or below the run's last applied seq is a retry of an
+   * applied call: it answers the job unchanged and applies nothing.
    */
   async recordProgress(
     productId: string,
@@ -1101,8 +1103,14 @@ export class Coordinator {
       jobId,
       p.factoryId,
       (draft) => {
+        const run = draft.doc.run;
+        const mine =
+          draft.doc.leaseEpoch === p.leaseEpoch && draft.doc.holderFactoryId === p.factoryId;
+        if (mine && p.seq !== undefined && run && p.seq <= (run.progressSeq ?? 0)) return null; // a retry
         const err = this.#applyProgress(draft, p);
         if (err) return err;
+        if (p.seq !== undefined && draft.doc.run)
+          draft.doc.run = { ...draft.doc.run, progressSeq: p.seq };
         this.#checkBudget(draft);
         return null;
       },

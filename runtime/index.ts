@@ -71,6 +71,12 @@ export {
   type JobEventType,
   runId,
 } from './events.js';
+export {
+  explainFence,
+  FENCE_REASONS,
+  type FenceExplanation,
+  type FenceReason,
+} from './fence-reason.js';
 export { isFenced, JobDraft, persistSnapshot, restoreSnapshot } from './job-draft.js';
 export { type FollowOptions, type FollowSource, followJobEvents } from './job-follower.js';
 export { jsonDepthExceeds, MAX_JSON_DEPTH } from './json-depth.js';

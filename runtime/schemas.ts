@@ -263,6 +263,11 @@ export const PatchInput = z
 export const ProgressInput = z.strictObject({
   factoryId: Identifier,
   leaseEpoch: z.number().int().nonnegative(),
+  /**
+   * Per-run sequence (1, 2, 3...): a call whose seq is at or below the last one applied
+   * in this run is a retry; it answers the job unchanged and applies nothing.
+   */
+  seq: z.number().int().positive().optional(),
   checkpoint: Checkpoint.optional(),
   insights: Insights.optional(),
   artifacts: z.array(Artifact).max(100).optional(),
@@ -327,6 +332,8 @@ export const CurrentRun = z.strictObject({
   startedAt: IsoTime,
   insights: Usage,
   model: z.string().optional(),
+  /** The highest progress `seq` applied in this run (a retried call at or below it is a no-op). */
+  progressSeq: z.number().int().positive().optional(),
 });
 
 export const JobDoc = z.strictObject({

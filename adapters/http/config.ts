@@ -16,6 +16,7 @@
  * | `FLEET_REAPER_INTERVAL_MS` | mean wait between supervisor sweeps, ms (≥ 10) | `5000` |
  * | `FLEET_BODY_LIMIT` | largest request body, bytes (`512KiB`, `2MiB` accepted) | `1048576` |
  * | `FLEET_LOG_LEVEL` | `fatal` … `trace`, `silent` | `info` |
+ * | `FLEET_LOG_FORMAT` | `json` (pino's JSON lines) \| `pretty` (human-readable) | `pretty` on a terminal, else `json` |
  * | `FLEET_CLAIM_SPREAD` | a claim picks at random among this many oldest jobs of the best priority (1 = strictly oldest first) | `1`; `4` with `cosmos` |
  * | `COSMOS_ENDPOINT`, `COSMOS_KEY`, `COSMOS_DATABASE` | the Cosmos DB account (`FLEET_STORE=cosmos`) | —, —, `fleet` |
  * | `COSMOS_ALLOW_SELF_SIGNED_CERT` | `true` accepts a self-signed certificate (a local emulator; loopback endpoints only) | `false` |
@@ -87,6 +88,8 @@ export interface FleetConfig {
   bodyLimit: number;
   /** @defaultValue 'info' */
   logLevel: LogLevel;
+  /** Log lines as JSON or for people; undefined: `pretty` when stdout is a terminal. */
+  logFormat?: 'json' | 'pretty';
   /** Claims pick among this many oldest jobs of the best priority. @defaultValue 1; 4 with Cosmos DB */
   claimSpread: number;
   /** Time a client has to send a whole request (headers and body), ms. @defaultValue 45000 */
@@ -143,6 +146,10 @@ export const KNOWN_VARIABLES = [
   'FLEET_CONNECTION_TIMEOUT_MS',
   'FLEET_MAX_PARKED_CLAIMS',
   'FLEET_LIST_PAGE_BYTES',
+  'FLEET_LOG_FORMAT',
+  // read by the client commands and the agent (`fleet agent`), not by the server
+  'FLEET_URL',
+  'FLEET_TOKEN',
 ] as const;
 
 /** The configuration is invalid; `problems` has one line per bad variable. */
@@ -247,6 +254,7 @@ const EnvSchema = z.object({
     const n = byteSize(raw);
     return typeof n === 'number' && n < 1024 ? { error: 'must be at least 1 KiB' } : n;
   }, DEFAULTS.listPageBytes),
+  FLEET_LOG_FORMAT: variable(oneOf(['json', 'pretty'] as const), undefined),
   COSMOS_ALLOW_SELF_SIGNED_CERT: variable(oneOf(['true', 'false', '1', '0'] as const), 'false'),
 });
 
@@ -464,6 +472,7 @@ export function loadConfig(
     reaperIntervalMs: e.FLEET_REAPER_INTERVAL_MS,
     bodyLimit: e.FLEET_BODY_LIMIT,
     logLevel: e.FLEET_LOG_LEVEL,
+    ...(e.FLEET_LOG_FORMAT ? { logFormat: e.FLEET_LOG_FORMAT } : {}),
     claimSpread:
       e.FLEET_CLAIM_SPREAD ??
       (store.kind === 'cosmos' ? DEFAULTS.cosmosClaimSpread : DEFAULTS.claimSpread),

@@ -179,9 +179,16 @@ export const LeaseView = named(
   z.object({
     leaseEpoch: z.number().int().nonnegative(),
     expiresAt: S.IsoTime,
+    ttlMs: z
+      .number()
+      .int()
+      .nonnegative()
+      .describe(
+        'What is left of the lease when the answer was made, in ms (by the server’s clock): time it from when you sent the request, and no clock skew matters.',
+      ),
   }),
   'Lease',
-  'The caller’s lease: renew before `expiresAt`; send `leaseEpoch` with every worker call.',
+  'The caller’s lease: renew before `expiresAt` (within `ttlMs`); send `leaseEpoch` with every worker call.',
 );
 
 export const ClaimView = named(
@@ -210,7 +217,7 @@ export const Problem = named(
     instance: z.string().optional().describe('The request path.'),
   }),
   'Problem',
-  'RFC 9457 problem document (application/problem+json). `code` is stable; other members (`errors`, `cycle`, `unknown`, `leaseEpoch`...) add detail.',
+  'RFC 9457 problem document (application/problem+json). `code` is stable; other members (`errors`, `cycle`, `unknown`...) add detail. A `FENCED` problem of a worker call has `leaseEpoch` (the job’s epoch now) and `reason`: what ended the caller’s epoch (`reaped`, `released`, `cancelled`, `requeued`, `shipped`, `failed`, `budget_exceeded`, `dependency_failed`, `superseded` by a newer lease, or `not_holder`). 429 and 503 answers carry `Retry-After` (seconds).',
 );
 
 /** Nothing: a 204 or 304 answer. */

@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import { actingAs, authOf, guard } from './auth.js';
 import { conditionOf, noneMatch } from './conditional.js';
+import { mustUnfenced } from './fence.js';
 import {
   ArtifactView,
   artifactView,
@@ -161,7 +162,7 @@ export function registerJobRoutes(app: FleetApp, ctx: RouteContext): void {
         summary: 'Fenced stage move by the lease holder',
         description: [
           'Role **factory**. `assigned → building → review → testing → shipped` in order; review and testing may send work back to `building`; `failed` from any of them.',
-          'Fencing is checked first: a `leaseEpoch` other than the job’s, or a `factoryId` other than the holder → `409 FENCED`. Then the lifecycle: a move it does not allow → `409 INVALID_TRANSITION`. Either way nothing changes.',
+          'Fencing is checked first: a `leaseEpoch` other than the job’s, or a `factoryId` other than the holder → `409 FENCED`, whose `reason` says what ended the caller’s epoch (`reaped`, `released`, `cancelled`, `shipped`, `failed`...: a retried `shipped` that was applied meets `reason: "shipped"`) beside the job’s current `leaseEpoch`. Then the lifecycle: a move it does not allow → `409 INVALID_TRANSITION`. Either way nothing changes.',
           '`to: "failed"` ends the attempt: with retries left and `error.class` in `retry.on` the job waits in `failed` until `notBefore`, else `dead_letter`.',
           'Checkpoint, insights (increments) and artifacts sent with the move are applied with it or not at all.',
           '`If-Match` makes the write conditional on the job’s ETag (atomically) → `412 PRECONDITION_FAILED` when stale.',
@@ -185,7 +186,9 @@ export function registerJobRoutes(app: FleetApp, ctx: RouteContext): void {
     async (request, reply): Promise<JobView> => {
       const { productId } = actingAs(request);
       const cond = await conditionOf(coord, productId, request);
-      const job = must(await coord.transition(productId, request.params.id, request.body, cond));
+      const { id } = request.params;
+      const r = await coord.transition(productId, id, request.body, cond);
+      const job = await mustUnfenced(coord, productId, id, request.body, r);
       return sendJob(reply, job);
     },
   );

@@ -35,7 +35,7 @@ export interface MappedProblem {
   problem: ProblemDocument;
   /** `error`: a 5xx (logged with its stack); `none`: an expected client error. */
   log: 'none' | 'error';
-  /** Extra response headers (`WWW-Authenticate`, `Retry-After`). */
+  /** Extra response headers (`WWW-Authenticate`; `Retry-After` on every 429 and 503). */
   headers: Record<string, string>;
 }
 
@@ -159,17 +159,22 @@ export function toProblem(error: unknown, context: ProblemContext = {}): MappedP
     }
   }
   if (problem.code === 'UNAUTHENTICATED') headers['www-authenticate'] = 'Bearer realm="fleet"';
-  if (problem.code === 'STORE_UNAVAILABLE') headers['retry-after'] = '1';
-  if (problem.code === 'RATE_LIMITED') headers['retry-after'] = String(retryAfterSeconds(problem));
+  if (problem.status === 429 || problem.status === 503) {
+    headers['retry-after'] = String(retryAfterSeconds(problem, error));
+  }
   return { problem, log, headers };
 }
 
-/** Seconds a rate-limited caller should wait: the problem's own figure, else 1. */
-function retryAfterSeconds(problem: ProblemDocument): number {
+/**
+ * Whole seconds (RFC 9110, at least 1) a throttled or unavailable caller should wait:
+ * the problem's own figure, else what the store asked for, else 1.
+ */
+function retryAfterSeconds(problem: ProblemDocument, error: unknown): number {
   const { retryAfterSeconds: s, retryAfterMs: ms } = problem;
   if (typeof s === 'number' && Number.isFinite(s) && s >= 1) return Math.ceil(s);
   if (typeof ms === 'number' && Number.isFinite(ms) && ms > 0) return Math.ceil(ms / 1000);
-  return 1;
+  const asked = error instanceof FleetError ? Number(error.extra.retryAfterMs) : Number.NaN;
+  return Number.isFinite(asked) && asked > 0 ? Math.ceil(asked / 1000) : 1;
 }
 
 /**

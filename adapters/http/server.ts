@@ -8,7 +8,8 @@
  * stop the supervisor (after its running sweep), let queued coordinator work drain,
  * then close the store. The CLI (`fleet serve`) wires signals to `close()`.
  *
- * Logs are Fastify's (pino, JSON lines on stdout); the coordinator and the supervisor
+ * Logs are Fastify's (pino on stdout): JSON lines, or human-readable lines (pino-pretty)
+ * on a terminal or with `FLEET_LOG_FORMAT=pretty`; the coordinator and the supervisor
  * log through child loggers (`component: 'coordinator' | 'supervisor'`).
  */
 import { createHash, randomBytes } from 'node:crypto';
@@ -235,6 +236,20 @@ function productsOf(grants: readonly TokenGrant[]): string[] {
   return [...new Set(grants.map((g) => g.productId))].sort();
 }
 
+/** pino at the configured level: pretty lines on a terminal (or when asked), else JSON. */
+async function loggerOptions(config: FleetConfig) {
+  const tty = process.stdout.isTTY === true;
+  if ((config.logFormat ?? (tty ? 'pretty' : 'json')) === 'json') return { level: config.logLevel };
+  const { default: pretty } = await import('pino-pretty');
+  const stream = pretty({
+    colorize: tty,
+    translateTime: 'SYS:HH:MM:ss.l',
+    ignore: 'pid,hostname',
+    sync: true,
+  });
+  return { level: config.logLevel, stream };
+}
+
 /**
  * Assembles the server: store, coordinator, metrics, supervisor (started) and the
  * Fastify app with the Fleet plugin (ready, not listening).
@@ -261,7 +276,7 @@ export async function buildServer(
     }
 
     app = Fastify({
-      logger: options.logger ?? { level: config.logLevel },
+      logger: options.logger ?? (await loggerOptions(config)),
       bodyLimit: config.bodyLimit,
       ...timeouts(config),
       // The router refuses exactly the ids the route schemas refuse (see MAX_JOB_ID_LENGTH).

@@ -16,6 +16,7 @@
 import { type ClaimGrant, FleetError } from '../../runtime/index.js';
 import { actingAs, authOf, type FleetAuth, guard, mustActAs } from './auth.js';
 import { conditionOf } from './conditional.js';
+import { leaseWithTtl, mustUnfenced } from './fence.js';
 import {
   ClaimBody,
   ClaimView,
@@ -123,7 +124,7 @@ export function registerWorkerRoutes(app: FleetApp, ctx: RouteContext): void {
         summary: 'Atomically claim the best eligible job (long-poll with waitMs)',
         description: [
           'Role **factory**. Among the product’s `queued` jobs past `notBefore` whose capabilities the factory has (from the body, else from its last heartbeat): the highest priority, then the oldest (submission order). The job moves to `assigned` under a new `leaseEpoch` and a run opens. A job is handed out at most once per epoch, however many claims race. A factory at its `seatLimit` gets nothing.',
-          '- `200` `{ job, lease, run }`;',
+          '- `200` `{ job, lease, run }`; `lease.ttlMs` is what is left of the lease (time it from when the request was sent);',
           '- `204` when nothing is eligible, after waiting up to `waitMs` (0–30000, default 0) for a job to arrive. The wait is woken by jobs queued through this server at once, and re-checks every ~2 s for jobs queued by other processes.',
           'A client that disconnects while waiting is dropped; a claim that succeeded as it disconnected is released again.',
           'A caller (a token) may have a limited number of long-poll claims waiting at once (64 by default): one more that finds nothing to claim at once → `429 RATE_LIMITED` with `Retry-After`.',
@@ -167,7 +168,7 @@ export function registerWorkerRoutes(app: FleetApp, ctx: RouteContext): void {
         // wait for it (it was busy when the close began, so it is not closed as idle).
         if (ctx.waiters.closed) reply.header('Connection', 'close');
         if (!grant) return reply.code(204).send(null);
-        return { job: jobView(grant.job), lease: grant.lease, run: grant.run };
+        return { job: jobView(grant.job), lease: leaseWithTtl(coord, grant.lease), run: grant.run };
       } finally {
         reply.raw.off('close', onClose);
       }
@@ -184,7 +185,7 @@ export function registerWorkerRoutes(app: FleetApp, ctx: RouteContext): void {
         tags: ['leases'],
         summary: 'Extend the lease (fenced)',
         description:
-          'Role **factory**. New expiry = now + `extendMs` (1000–3600000; default: the server’s lease length). A lease past its expiry can still be renewed until the supervisor reaps it; after that the caller is fenced forever.',
+          'Role **factory**. New expiry = now + `extendMs` (1000–3600000; default: the server’s lease length); the answer has `ttlMs`, what is left of it (renew at about a third of it). A lease past its expiry can still be renewed until the supervisor reaps it; after that the caller is fenced forever: `409 FENCED` with `reason` (what ended its epoch: `reaped`, `released`, `cancelled`, `shipped`...) and the job’s current `leaseEpoch`.',
         params: JobParams,
         headers: IfMatchHeaders,
         body: RenewBody,
@@ -197,7 +198,9 @@ export function registerWorkerRoutes(app: FleetApp, ctx: RouteContext): void {
     async (request) => {
       const { productId } = actingAs(request);
       const cond = await conditionOf(coord, productId, request);
-      return must(await coord.renewLease(productId, request.params.id, request.body, cond));
+      const { id } = request.params;
+      const r = await coord.renewLease(productId, id, request.body, cond);
+      return leaseWithTtl(coord, await mustUnfenced(coord, productId, id, request.body, r));
     },
   );
 
@@ -230,7 +233,9 @@ export function registerWorkerRoutes(app: FleetApp, ctx: RouteContext): void {
     async (request, reply): Promise<JobView> => {
       const { productId } = actingAs(request);
       const cond = await conditionOf(coord, productId, request);
-      const job = must(await coord.releaseLease(productId, request.params.id, request.body, cond));
+      const { id } = request.params;
+      const r = await coord.releaseLease(productId, id, request.body, cond);
+      const job = await mustUnfenced(coord, productId, id, request.body, r);
       return sendJob(reply, job);
     },
   );
@@ -245,7 +250,7 @@ export function registerWorkerRoutes(app: FleetApp, ctx: RouteContext): void {
         tags: ['leases'],
         summary: 'Report checkpoint, insights and artifacts without moving (Fleet addition)',
         description:
-          'Role **factory**, fenced like PATCH. `checkpoint` members replace the stored ones; `insights` are increments that accumulate per run and per job (tokens, cost, turns...); `artifacts` are pointers stamped with the current epoch. Insights that exceed the job’s budget send it to `dead_letter` (reason `budget_exceeded`) and fence the holder out.',
+          'Role **factory**, fenced like PATCH. `checkpoint` members replace the stored ones; `insights` are increments that accumulate per run and per job (tokens, cost, turns...); `artifacts` are pointers stamped with the current epoch. Insights that exceed the job’s budget send it to `dead_letter` (reason `budget_exceeded`) and fence the holder out. `seq` (optional, 1, 2, 3... per run) makes a retry safe: from the holder, a call whose `seq` is at or below the last one applied in this run answers `200` with the job unchanged and applies nothing.',
         params: JobParams,
         headers: IfMatchHeaders,
         body: ProgressBody,
@@ -264,9 +269,9 @@ export function registerWorkerRoutes(app: FleetApp, ctx: RouteContext): void {
     async (request, reply): Promise<JobView> => {
       const { productId } = actingAs(request);
       const cond = await conditionOf(coord, productId, request);
-      const job = must(
-        await coord.recordProgress(productId, request.params.id, request.body, cond),
-      );
+      const { id } = request.params;
+      const r = await coord.recordProgress(productId, id, request.body, cond);
+      const job = await mustUnfenced(coord, productId, id, request.body, r);
       return sendJob(reply, job);
     },
   );

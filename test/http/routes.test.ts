@@ -190,7 +190,11 @@ describe.each(STORES)('routes on $name', (factory) => {
       leaseEpoch: 1,
       holderFactoryId: 'f1',
     });
-    expect(grant.lease).toEqual({ leaseEpoch: 1, expiresAt: grant.job.leaseExpiresAt });
+    expect(grant.lease).toEqual({
+      leaseEpoch: 1,
+      expiresAt: grant.job.leaseExpiresAt,
+      ttlMs: 60_000,
+    });
     expect(grant.run).toMatchObject({ attempt: 1 });
     for (const field of INTERNAL_FIELDS) expect(grant.job).not.toHaveProperty(field);
     const me = { factoryId: 'f1', leaseEpoch: grant.lease.leaseEpoch };
@@ -204,6 +208,7 @@ describe.each(STORES)('routes on $name', (factory) => {
     expect(renew.json()).toEqual({
       leaseEpoch: 1,
       expiresAt: new Date(t.clock.now() + 120_000).toISOString(),
+      ttlMs: 120_000,
     });
 
     const progress = await t.call('POST', `/fleet/jobs/${job.id}/progress`, {

@@ -1,20 +1,13 @@
 /**
- * The `fleet` command (`bin/fleet.mjs` runs this file through tsx).
+ * `fleet serve` (what `npm start` runs) and `fleet reap [--once]`: the server and the
+ * supervisor, configured by environment variables (`adapters/http/config.ts`). An
+ * invalid configuration is listed, one line per variable, and the command exits 1 —
+ * no stack trace.
  *
- *   fleet serve              start the server (what `npm start` runs)
- *   fleet reap --once        run one supervisor sweep against the configured store, print
- *                            its counts and exit (1 if the sweep failed)
- *   fleet reap               run only the supervisor, until SIGTERM/SIGINT
- *   fleet help               this text
- *
- * Configuration comes from the environment (see `adapters/http/config.ts`); an invalid
- * one is listed, one line per variable, and the command exits with status 1 — no stack
- * trace. Exit status: 0 success, 1 failure (configuration, store, failed sweep), 2 usage.
- *
- * What this file writes to stdout and stderr is the CLI's own output; the server's logs
- * are structured (pino via Fastify).
+ * What this file writes to stdout and stderr is the command's own output; the server's
+ * logs are pino's: human-readable on a terminal, JSON lines otherwise
+ * (`FLEET_LOG_FORMAT=json|pretty` decides).
  */
-
 import {
   Coordinator,
   type SupervisorLogger,
@@ -23,34 +16,6 @@ import {
 } from '../../runtime/index.js';
 import { ConfigError, type FleetConfig, type LogLevel, loadConfig } from '../http/config.js';
 import { buildServer, type FleetServer, listen, openStore, StartupError } from '../http/server.js';
-import { runMachinesCommand } from '../ui/machines-command.js';
-
-const USAGE = `usage: fleet <command>
-
-commands:
-  serve           start the Fleet server (configured by environment variables)
-  reap --once     run one supervisor sweep against the configured store and exit
-                  (--json prints the counts as JSON)
-  reap            run only the supervisor until SIGTERM/SIGINT
-  machines        print a state machine: --format svg|mermaid|scxml|json
-                  --machine job|supervisor (fleet machines --help)
-  help            show this text
-
-environment (an empty variable counts as unset):                       default
-  HOST                      interface to listen on                     127.0.0.1
-  PORT                      TCP port; 0 = any free port                8080
-  FLEET_STORE               sqlite | memory | cosmos                   sqlite
-  FLEET_DB                  the SQLite database file                   ./data/fleet.db
-  FLEET_TOKENS              JSON [{ "token", "productId", "roles" }]
-  FLEET_TOKENS_FILE         a file holding that JSON
-  FLEET_LEASE_MS            lease length of a claim, ms                60000
-  FLEET_REAPER_INTERVAL_MS  mean wait between sweeps, ms               5000
-  FLEET_BODY_LIMIT          largest request body: bytes, KiB, MiB      1MiB
-  FLEET_LOG_LEVEL           fatal ... trace, or silent                 info
-
-With neither FLEET_TOKENS nor FLEET_TOKENS_FILE, a development admin token for
-product "default" is made, kept in dev-token.json beside the database, and printed.
-`;
 
 const out = (line: string): void => {
   process.stdout.write(`${line}\n`);
@@ -58,9 +23,6 @@ const out = (line: string): void => {
 const err = (line: string): void => {
   process.stderr.write(`${line}\n`);
 };
-
-/** Thrown for a bad command line; exits 2 with the usage. */
-class UsageError extends Error {}
 
 /** Reads the configuration, or prints every problem and exits 1. */
 function configOrExit(): FleetConfig {
@@ -128,7 +90,8 @@ function onSignals(shutdown: (signal: string) => Promise<void>): void {
   process.on('SIGINT', handle);
 }
 
-async function serve(): Promise<void> {
+/** `fleet serve`: the server until SIGTERM/SIGINT. */
+export async function serve(): Promise<void> {
   const config = configOrExit();
   const server: FleetServer = await buildServer(config);
   const log = server.app.log;
@@ -169,11 +132,8 @@ async function serve(): Promise<void> {
   out(`fleet listening on ${url}`);
 }
 
-async function reap(args: string[]): Promise<void> {
-  const once = args.includes('--once');
-  const json = args.includes('--json');
-  const unknown = args.filter((a) => a !== '--once' && a !== '--json');
-  if (unknown.length > 0) throw new UsageError(`unknown option ${unknown.join(' ')}`);
+/** `fleet reap`: one sweep with `once` (printed as JSON with `json`), else the supervisor until a signal. */
+export async function reap({ once, json }: { once: boolean; json: boolean }): Promise<void> {
   const config = configOrExit();
   const store = await openStore(config.store);
   const logger = stderrLogger(config.logLevel, { component: 'supervisor' });
@@ -211,50 +171,4 @@ async function reap(args: string[]): Promise<void> {
       ? JSON.stringify({ ...outcome.report, durationMs: outcome.durationMs })
       : describeReport(outcome.report, outcome.durationMs),
   );
-}
-
-/** Runs the command line `argv` (without node and the script). */
-export async function main(argv: string[]): Promise<void> {
-  const [command, ...args] = argv;
-  try {
-    switch (command) {
-      case 'serve':
-        if (args.length > 0)
-          throw new UsageError(`serve takes no arguments (got ${args.join(' ')})`);
-        await serve();
-        return;
-      case 'reap':
-        await reap(args);
-        return;
-      case 'machines':
-        process.exitCode = runMachinesCommand(
-          args,
-          (t) => process.stdout.write(t),
-          (t) => process.stderr.write(t),
-        );
-        return;
-      case 'help':
-      case '--help':
-      case '-h':
-        out(USAGE.trimEnd());
-        return;
-      case undefined:
-        throw new UsageError('no command given');
-      default:
-        throw new UsageError(`unknown command ${command}`);
-    }
-  } catch (e) {
-    if (e instanceof UsageError) {
-      err(`fleet: ${e.message}`);
-      err(USAGE.trimEnd());
-      process.exit(2);
-    }
-    if (e instanceof StartupError || e instanceof ConfigError) {
-      err(`fleet: ${e.message}`);
-      process.exit(1);
-    }
-    const detail = (e as { detail?: string }).detail;
-    err(`fleet: ${detail ?? (e instanceof Error ? e.message : String(e))}`);
-    process.exit(1);
-  }
 }
