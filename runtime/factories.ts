@@ -1,0 +1,77 @@
+/**
+ * Factories: registration by heartbeat, and the derived `stale` (three missed beats).
+ */
+import { iso, ms } from './clock.js';
+import { type Core, MAX_CONFLICTS, parse, stripEtag } from './core.js';
+import { fail, isFleetError, ok, type Result } from './errors.js';
+import * as S from './schemas.js';
+import type { FactoryDoc, HeartbeatInput, Page } from './types.js';
+
+// -------------------------------------------------------------------------
+
+/** Registers the factory on its first beat and records every later one. */
+export async function heartbeat(
+  c: Core,
+  productId: string,
+  input: HeartbeatInput,
+): Promise<Result<FactoryDoc & { stale: boolean }>> {
+  const parsed = parse(S.HeartbeatInput, input);
+  if (!parsed.ok) return parsed;
+  const h = parsed.value;
+  const from = c.store.mark();
+  for (let i = 0; i < MAX_CONFLICTS; i++) {
+    const now = iso(c.clock.now());
+    const cur = await c.store.factories.read(productId, h.factoryId);
+    const doc: FactoryDoc = {
+      id: h.factoryId,
+      productId,
+      factoryId: h.factoryId,
+      descriptor: h.descriptor ?? cur?.descriptor ?? {},
+      capabilities: [...new Set(h.capabilities)].sort(),
+      health: h.health,
+      load: h.load ?? 0,
+      seatLimit: h.seatLimit === undefined ? (cur?.seatLimit ?? null) : h.seatLimit,
+      heartbeatIntervalMs:
+        h.heartbeatIntervalMs ?? cur?.heartbeatIntervalMs ?? c.heartbeatIntervalMs,
+      lastHeartbeatAt: now,
+      registeredAt: cur?.registeredAt ?? now,
+    };
+    try {
+      const saved = cur
+        ? await c.store.factories.replace(doc, cur._etag)
+        : await c.store.factories.create(doc);
+      await c.store.sync(from);
+      return ok({ ...saved, stale: false });
+    } catch (e) {
+      if (isFleetError(e, 'PRECONDITION_FAILED', 'ALREADY_EXISTS', 'NOT_FOUND')) continue;
+      throw e;
+    }
+  }
+  return fail('STORE_UNAVAILABLE', 'heartbeat kept conflicting; try again');
+}
+
+/** True when a factory missed three heartbeats. */
+export function isStale(
+  c: Core,
+  factory: Pick<FactoryDoc, 'lastHeartbeatAt' | 'heartbeatIntervalMs'>,
+  now = c.clock.now(),
+): boolean {
+  return now - ms(factory.lastHeartbeatAt) > 3 * factory.heartbeatIntervalMs;
+}
+
+/** The product's factories, each with a derived `stale`. */
+export async function listFactories(
+  c: Core,
+  productId: string,
+  page: { limit?: number; cursor?: string | null } = {},
+): Promise<Result<Page<FactoryDoc & { stale: boolean }>>> {
+  const now = c.clock.now();
+  const r = await c.store.factories.list(productId, {
+    limit: page.limit ?? 50,
+    cursor: page.cursor ?? null,
+  });
+  return ok({
+    items: r.items.map((f) => ({ ...stripEtag(f), stale: isStale(c, f, now) })),
+    nextCursor: r.nextCursor,
+  });
+}

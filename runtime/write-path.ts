@@ -1,0 +1,211 @@
+/**
+ * The write path: read → decide with the machine → etag write → follow-ups, and the
+ * product mailboxes that run it.
+ *
+ * The one rule (DESIGN.md): every decision that must be atomic lives in one job
+ * document and is written with an etag condition. A change is: read the job and its
+ * etag; compute the next document with the machine's pure `transition()` (a
+ * `JobDraft`); if the machine rejected the event, answer FENCED / INVALID_TRANSITION
+ * and write nothing; write with `If-Match`; on a conflict re-read and decide again (a
+ * worker whose epoch is now stale then gets FENCED). Only after the write succeeded are
+ * the derived documents written: the job write carries them in its outbox (events
+ * numbered gap-free, run and lease versions, artifact pointers, "re-evaluate my
+ * dependents"), and `flush` writes them idempotently, then clears the outbox. A crash
+ * between the two is repaired by the next write of the job (which flushes first), by a
+ * read of its events, or by the sweep.
+ *
+ * In one process, every mutation of a product goes through that product's mailbox, so
+ * claims of one product do not race each other; across processes, etags decide.
+ */
+import type { Core } from './core.js';
+import { MAX_CONFLICTS, stripEtag } from './core.js';
+import type { Stored } from './document-store.port.js';
+import { FleetError, fail, isFleetError, ok, type Result } from './errors.js';
+import { JobDraft } from './job-draft.js';
+import type { JobDoc, OutboxEffect } from './types.js';
+
+/** What a plan decides about a draft: an error to abort (nothing written), or null. */
+export type Plan = (draft: JobDraft) => FleetError | null | Promise<FleetError | null>;
+
+/** Options of one update: a caller's `If-Match`, and the time the decision is made at. */
+export interface UpdateOptions {
+  ifMatch?: string;
+  now?: number;
+}
+
+/** True when the job's open run was opened by the job's latest write (a claim). */
+const opened = (job: JobDoc): boolean =>
+  job.run !== null && job.run.startedAt === job.updatedAt && job.run.attempt === job.attempt;
+
+export class WritePath {
+  readonly #core: Core;
+
+  constructor(core: Core) {
+    this.#core = core;
+  }
+
+  /**
+   * Runs `task` in the product's mailbox, then waits until its writes are durable
+   * (`store.sync(mark)`: group commit) before the caller hears the answer, and reports
+   * the events it stored. The mailbox is free for the next task as soon as this one's
+   * writes are applied, so the writes of many callers share one commit.
+   */
+  async act<T>(productId: string, task: () => Promise<T>): Promise<T> {
+    const { store, mailboxes, reporter } = this.#core;
+    const from = store.mark();
+    let result: T;
+    try {
+      result = await mailboxes.run(productId, task);
+    } catch (e) {
+      await reporter.settle(from).catch(() => {});
+      throw e;
+    }
+    await reporter.settle(from);
+    return result;
+  }
+
+  /**
+   * Read → decide (`plan` on a fresh draft) → etag write → follow-up, retried on
+   * conflict. `plan` returns an error to abort (nothing is written) or null; a draft
+   * that accepted nothing is not written. Must run inside the product's mailbox.
+   */
+  async update(
+    productId: string,
+    jobId: string,
+    actor: string | null,
+    plan: Plan,
+    options: UpdateOptions = {},
+  ): Promise<Result<Stored<JobDoc>>> {
+    const { store, clock, machine } = this.#core;
+    for (let attempt = 0; attempt < MAX_CONFLICTS; attempt++) {
+      const cur = await store.jobs.read(productId, jobId);
+      if (!cur) return fail('NOT_FOUND', `no job ${jobId}`);
+      if (options.ifMatch !== undefined && cur._etag !== options.ifMatch) {
+        return fail(
+          'PRECONDITION_FAILED',
+          `job ${jobId} has changed since ETag ${options.ifMatch}`,
+        );
+      }
+      if (cur.outbox.length > 0) await this.flush(cur, false);
+      let draft: JobDraft;
+      try {
+        draft = new JobDraft(cur, options.now ?? clock.now(), actor, machine);
+      } catch (e) {
+        if (isFleetError(e)) return { ok: false, error: e };
+        throw e;
+      }
+      let err: FleetError | null;
+      try {
+        err = await plan(draft);
+      } catch (e) {
+        // A plan's own etag-guarded side write lost a race: decide again from scratch.
+        if (isFleetError(e, 'PRECONDITION_FAILED')) continue;
+        throw e;
+      }
+      if (err) return { ok: false, error: err };
+      if (!draft.changed) return ok(cur);
+      let saved: Stored<JobDoc>;
+      try {
+        saved = await store.jobs.replace(draft.finalize(), cur._etag);
+      } catch (e) {
+        if (isFleetError(e, 'PRECONDITION_FAILED')) continue;
+        if (isFleetError(e, 'NOT_FOUND')) return fail('NOT_FOUND', `no job ${jobId}`);
+        throw e;
+      }
+      return ok(await this.flush(saved, true));
+    }
+    return fail('STORE_UNAVAILABLE', `job ${jobId} kept changing under us; try again`);
+  }
+
+  /**
+   * Creates a new job (a draft made by `JobDraft.forNew`) and carries out its outbox.
+   * `ALREADY_EXISTS` when its id is taken (a concurrent submission won).
+   */
+  async create(draft: JobDraft): Promise<Stored<JobDoc>> {
+    const saved = await this.#core.store.jobs.create(draft.finalize());
+    return this.flush(saved, true);
+  }
+
+  /**
+   * Carries out a job's outbox (idempotently: events by deterministic id, run and lease
+   * versions newest-wins, artifacts by id, dependents re-evaluated), then, if `clear`,
+   * empties the outbox with an etag write. Losing that write is fine: whoever wrote the
+   * job flushed this outbox before writing (see `update`).
+   */
+  async flush(job: Stored<JobDoc>, clear: boolean): Promise<Stored<JobDoc>> {
+    for (const effect of job.outbox) await this.#carryOut(effect, job);
+    if (!clear || job.outbox.length === 0) return job;
+    try {
+      return await this.#core.store.jobs.replace({ ...stripEtag(job), outbox: [] }, job._etag);
+    } catch (e) {
+      if (isFleetError(e, 'PRECONDITION_FAILED', 'NOT_FOUND')) return job;
+      throw e;
+    }
+  }
+
+  async #carryOut(effect: OutboxEffect, job: Stored<JobDoc>): Promise<void> {
+    const { store, reporter, deps } = this.#core;
+    switch (effect.kind) {
+      case 'event':
+        // Reported once durable, by this process only if this process stored it.
+        return reporter.append(effect.event);
+      case 'run':
+        return this.#putNewer(store.runs, effect.run, effect.run.jobId, opened(job));
+      case 'lease':
+        // The lease document of a job's first claim is (almost always) new too.
+        return this.#putNewer(
+          store.leases,
+          effect.lease,
+          effect.lease.jobId,
+          opened(job) && job.attempt === 1,
+        );
+      case 'artifact':
+        // Newest wins (by the job write that recorded it), like the events say.
+        return this.#putNewer(
+          store.artifacts,
+          { ...effect.artifact, rev: effect.artifact.rev ?? job.rev },
+          effect.artifact.jobId,
+          true,
+        );
+      case 'notifyDependents':
+        return deps.cascade(job.productId, effect.jobId);
+    }
+  }
+
+  /**
+   * Writes a derived document unless the store already has the same or a newer `rev`.
+   * `likelyNew`: try `create` before reading (one store call instead of two when the
+   * document does not exist yet); if it does exist, the read-and-compare path decides.
+   */
+  async #putNewer<T extends { id: string; rev?: number }>(
+    container: {
+      read(pk: string, id: string): Promise<Stored<T> | null>;
+      create(doc: T): Promise<Stored<T>>;
+      replace(doc: T, etag: string): Promise<Stored<T>>;
+    },
+    doc: T,
+    partitionKey: string,
+    likelyNew = false,
+  ): Promise<void> {
+    if (likelyNew) {
+      try {
+        await container.create(doc);
+        return;
+      } catch (e) {
+        if (!isFleetError(e, 'ALREADY_EXISTS')) throw e;
+      }
+    }
+    for (let i = 0; i < MAX_CONFLICTS; i++) {
+      const cur = await container.read(partitionKey, doc.id);
+      try {
+        if (!cur) await container.create(doc);
+        else if ((cur.rev ?? -1) < (doc.rev ?? -1)) await container.replace(doc, cur._etag);
+        return;
+      } catch (e) {
+        if (isFleetError(e, 'ALREADY_EXISTS', 'PRECONDITION_FAILED', 'NOT_FOUND')) continue;
+        throw e;
+      }
+    }
+    throw new FleetError('STORE_UNAVAILABLE', `could not write ${doc.id}: too many conflicts`);
+  }
+}
