@@ -51,6 +51,8 @@ export interface LifecycleOptions {
   depths: number[];
   /** Transitions of the raw ceiling loop. */
   ceilingTransitions: number;
+  /** Fleet's durability: `FULL` (the goal's setting) or `NORMAL` (no fsync per commit: CPU only, for profiling). */
+  synchronous: 'FULL' | 'NORMAL';
 }
 
 export const DEFAULT_LIFECYCLE: LifecycleOptions = {
@@ -58,6 +60,7 @@ export const DEFAULT_LIFECYCLE: LifecycleOptions = {
   factories: 32,
   depths: [1_000, 200_000],
   ceilingTransitions: 100_000,
+  synchronous: 'FULL',
 };
 
 export interface LifecycleRow {
@@ -164,9 +167,10 @@ async function lifecycle(
   factories: number,
   jobs: number,
   label: string,
+  synchronous: 'FULL' | 'NORMAL',
 ): Promise<LifecycleRow> {
   const dir = tempDir();
-  const store = openSqliteStore({ path: join(dir, 'fleet.db') });
+  const store = openSqliteStore({ path: join(dir, 'fleet.db'), synchronous });
   try {
     const coord = new Coordinator({ store, leaseMs: 600_000 });
     const feed = new JobFeed(PRODUCT, TEN_SETS, 7);
@@ -225,7 +229,7 @@ export async function runLifecycleBench(
 ): Promise<LifecycleResult> {
   const o = { ...DEFAULT_LIFECYCLE, ...partial };
   say(
-    '== lifecycle: claim → building → review → testing → shipped, in process, SQLite FULL, beside the raw better-sqlite3 ceiling ==',
+    `== lifecycle: claim → building → review → testing → shipped, in process, SQLite ${o.synchronous}, beside the raw better-sqlite3 ceiling (FULL) ==`,
   );
   const ceilingPerSec = rawCeiling(o.ceilingTransitions);
   const fsyncMs = fsyncTime();
@@ -237,10 +241,24 @@ export async function runLifecycleBench(
   );
   const rows: LifecycleRow[] = [];
   for (const depth of o.depths) {
-    rows.push(await lifecycle(depth, o.factories, o.jobs, `lifecycle-${depth}-${o.factories}`));
+    rows.push(
+      await lifecycle(
+        depth,
+        o.factories,
+        o.jobs,
+        `lifecycle-${depth}-${o.factories}`,
+        o.synchronous,
+      ),
+    );
   }
   rows.push(
-    await lifecycle(o.depths[0] ?? 1000, 1, Math.max(500, Math.round(o.jobs / 10)), 'lifecycle-1'),
+    await lifecycle(
+      o.depths[0] ?? 1000,
+      1,
+      Math.max(500, Math.round(o.jobs / 10)),
+      'lifecycle-1',
+      o.synchronous,
+    ),
   );
   say(
     table(
@@ -292,6 +310,7 @@ export function lifecycleOptionsFromArgs(args: string[]): Partial<LifecycleOptio
       jobs: { type: 'string' },
       depths: { type: 'string' },
       quick: { type: 'boolean' },
+      synchronous: { type: 'string' },
     },
     strict: false,
   });
@@ -300,6 +319,9 @@ export function lifecycleOptionsFromArgs(args: string[]): Partial<LifecycleOptio
     : {};
   if (typeof values.jobs === 'string') out.jobs = Number(values.jobs);
   if (typeof values.depths === 'string') out.depths = values.depths.split(',').map(Number);
+  if (values.synchronous === 'NORMAL' || values.synchronous === 'FULL') {
+    out.synchronous = values.synchronous;
+  }
   return out;
 }
 

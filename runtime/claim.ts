@@ -176,12 +176,11 @@ async function tryClaim(
   }
   let saved: Stored<JobDoc>;
   try {
-    saved = await c.store.jobs.replace(draft.finalize(), candidate._etag);
+    saved = await c.writes.write(draft, candidate._etag);
   } catch (e) {
     if (isFleetError(e, 'PRECONDITION_FAILED', 'NOT_FOUND')) return null;
     throw e;
   }
-  saved = await c.writes.flush(saved, true);
   if (saved.stage !== 'assigned') return null;
   const run = saved.run;
   return {

@@ -134,8 +134,11 @@ export interface JobsContainer extends Container<JobDoc> {
    * views are interchangeable.
    */
   list<V extends JobListView = 'full'>(q: JobListQuery<V>): Promise<Page<Stored<JobOfView<V>>>>;
-  /** Links of the jobs of any product in one stage, oldest first (supervisor sweeps). */
-  listByStage(q: PageRequest & { stage: Stage }): Promise<Page<JobLink>>;
+  /**
+   * Links of the blocked jobs of every product, oldest first (the sweep's repair pass),
+   * from an index of blocked jobs only.
+   */
+  listBlocked(q: PageRequest): Promise<Page<JobLink>>;
   /** Links of the jobs of the product whose `deps` include `jobId`, in submission order. */
   dependents(productId: string, jobId: string): Promise<JobLink[]>;
   /** Links of the product's jobs among `ids` (a missing id is left out), in no set order. */
@@ -203,6 +206,25 @@ export interface ProfilesContainer extends Container<ProfileDoc> {
 
 export type LeasesContainer = Container<LeaseDoc>;
 
+/**
+ * A job write and the documents derived from it, applied together or not at all
+ * ({@link DocumentStore.commit}).
+ */
+export interface JobCommit {
+  /** The job as it must be stored. */
+  job: JobDoc;
+  /** The stored job's etag this write replaces (`PRECONDITION_FAILED` if it moved), or null to create it (`ALREADY_EXISTS` if taken). */
+  etag: string | null;
+  /** Events to append; their ids must be new. */
+  events: readonly EventDoc[];
+  /** Runs to write, each replacing any stored version (this write is the job's newest). */
+  runs: readonly RunDoc[];
+  /** The lease mirror to write (replacing any stored version), or null. */
+  lease: LeaseDoc | null;
+  /** Artifact pointers to write, each replacing any stored version. */
+  artifacts: readonly ArtifactDoc[];
+}
+
 /** The port the runtime depends on. */
 export interface DocumentStore {
   readonly kind: string;
@@ -231,6 +253,14 @@ export interface DocumentStore {
    * acknowledge a change an earlier commit lost.
    */
   sync(from?: number): Promise<void>;
+  /**
+   * Writes a job and its derived documents in one atomic step (all or nothing, and in
+   * the same durable commit), when the store can: then the runtime needs no outbox for
+   * them and no second write of the job to clear it. Stores whose documents live in
+   * separately committed partitions (Cosmos DB) leave it out, and the runtime uses the
+   * outbox (DESIGN.md). Returns the stored job with its new etag.
+   */
+  commit?(c: JobCommit): Promise<Stored<JobDoc>>;
   /** Resolves when the store answers (readiness probe). */
   ping(): Promise<void>;
   /** Releases resources; the store is unusable afterwards. */

@@ -39,6 +39,7 @@ export {
   type EventsContainer,
   type FactoriesContainer,
   JOB_SUMMARY_OMITS,
+  type JobCommit,
   type JobLink,
   type JobListQuery,
   type JobListView,

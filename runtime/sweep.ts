@@ -156,11 +156,7 @@ async function repairBlocked(c: Core, report: SweepReport): Promise<void> {
   let cursor = c.blockedCursor;
   let budget = BLOCKED_REPAIRS_PER_SWEEP;
   while (budget > 0) {
-    const page = await c.store.jobs.listByStage({
-      stage: 'blocked',
-      limit: Math.min(budget, SWEEP_BATCH),
-      cursor,
-    });
+    const page = await c.store.jobs.listBlocked({ limit: Math.min(budget, SWEEP_BATCH), cursor });
     for (const link of await c.deps.needingReevaluation(page.items)) {
       await y.next();
       await c.isolated(

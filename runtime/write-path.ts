@@ -22,7 +22,7 @@ import { MAX_CONFLICTS, stripEtag } from './core.js';
 import type { Stored } from './document-store.port.js';
 import { FleetError, fail, isFleetError, ok, type Result } from './errors.js';
 import { JobDraft } from './job-draft.js';
-import type { JobDoc, OutboxEffect } from './types.js';
+import type { ArtifactDoc, EventDoc, JobDoc, LeaseDoc, OutboxEffect, RunDoc } from './types.js';
 
 /** What a plan decides about a draft: an error to abort (nothing written), or null. */
 export type Plan = (draft: JobDraft) => FleetError | null | Promise<FleetError | null>;
@@ -104,15 +104,13 @@ export class WritePath {
       }
       if (err) return { ok: false, error: err };
       if (!draft.changed) return ok(cur);
-      let saved: Stored<JobDoc>;
       try {
-        saved = await store.jobs.replace(draft.finalize(), cur._etag);
+        return ok(await this.write(draft, cur._etag));
       } catch (e) {
         if (isFleetError(e, 'PRECONDITION_FAILED')) continue;
         if (isFleetError(e, 'NOT_FOUND')) return fail('NOT_FOUND', `no job ${jobId}`);
         throw e;
       }
-      return ok(await this.flush(saved, true));
     }
     return fail('STORE_UNAVAILABLE', `job ${jobId} kept changing under us; try again`);
   }
@@ -121,9 +119,67 @@ export class WritePath {
    * Creates a new job (a draft made by `JobDraft.forNew`) and carries out its outbox.
    * `ALREADY_EXISTS` when its id is taken (a concurrent submission won).
    */
-  async create(draft: JobDraft): Promise<Stored<JobDoc>> {
-    const saved = await this.#core.store.jobs.create(draft.finalize());
-    return this.flush(saved, true);
+  create(draft: JobDraft): Promise<Stored<JobDoc>> {
+    return this.write(draft, null);
+  }
+
+  /**
+   * Writes a decided draft over the stored job of etag `etag` (null: creates it), with
+   * its derived documents (events, runs, lease, artifacts), and carries out what must
+   * follow. `PRECONDITION_FAILED` / `NOT_FOUND` / `ALREADY_EXISTS` when the stored job
+   * is not the one the draft was decided on.
+   *
+   * A store that commits a job with its derived documents atomically (`store.commit`:
+   * SQLite, memory) gets them in the same step: no outbox, and no second write of the
+   * job to clear one. The only follow-up that stays in the outbox there is "notify my
+   * dependents", and only while the job has dependents (the cascade runs right after,
+   * then clears it), so a crash cannot lose it. Other stores (Cosmos DB) get the outbox
+   * write and its follow-ups (`flush`).
+   */
+  async write(draft: JobDraft, etag: string | null): Promise<Stored<JobDoc>> {
+    const { store, reporter } = this.#core;
+    const doc = draft.finalize();
+    if (store.commit === undefined) {
+      const saved =
+        etag === null ? await store.jobs.create(doc) : await store.jobs.replace(doc, etag);
+      return this.flush(saved, true);
+    }
+    const events: EventDoc[] = [];
+    const runs: RunDoc[] = [];
+    const artifacts: ArtifactDoc[] = [];
+    let lease: LeaseDoc | null = null;
+    let notify: OutboxEffect | null = null;
+    for (const effect of doc.outbox) {
+      switch (effect.kind) {
+        case 'event':
+          events.push(reporter.stamp(effect.event));
+          break;
+        case 'run':
+          runs.push(effect.run);
+          break;
+        case 'lease':
+          lease = effect.lease;
+          break;
+        case 'artifact':
+          artifacts.push({ ...effect.artifact, rev: effect.artifact.rev ?? doc.rev });
+          break;
+        case 'notifyDependents':
+          notify = effect;
+          break;
+      }
+    }
+    const keep = notify !== null && (await store.jobs.dependents(doc.productId, doc.id)).length > 0;
+    const mark = store.mark();
+    const saved = await store.commit({
+      job: keep && notify !== null ? { ...doc, outbox: [notify] } : { ...doc, outbox: [] },
+      etag,
+      events,
+      runs,
+      lease,
+      artifacts,
+    });
+    for (const e of events) reporter.stored(e, mark);
+    return keep ? this.flush(saved, true) : saved;
   }
 
   /**

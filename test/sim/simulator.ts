@@ -126,7 +126,7 @@ const FAULT_POINTS: ReadonlyArray<readonly [ContainerName, string]> = [
   ['jobs', 'due'],
   ['jobs', 'dependents'],
   ['jobs', 'withOutbox'],
-  ['jobs', 'listByStage'],
+  ['jobs', 'listBlocked'],
   ['jobs', 'countHeld'],
   ['events', 'append'],
   ['events', 'list'],

@@ -10,20 +10,21 @@ import type { DocumentStore } from '../../runtime/document-store.port.js';
 import * as S from '../../runtime/schemas.js';
 import type { EventDoc, JobDoc, LeaseDoc, RunDoc, Stage } from '../../runtime/types.js';
 
-const STAGES = S.Stage.options;
 const ACTIVE = new Set<Stage>(['assigned', 'building', 'review', 'testing']);
 
-/** Every job of the store, all products (through the stage lists). */
+/** Every job of the store, all products (the products from the stage counts, then each list). */
 export async function allJobs(store: DocumentStore): Promise<JobDoc[]> {
   const jobs: JobDoc[] = [];
-  for (const stage of STAGES) {
+  const products = new Set((await store.jobs.countByStage()).map((r) => r.productId));
+  for (const productId of products) {
     let cursor: string | null = null;
     do {
-      const page = await store.jobs.listByStage({ stage, limit: 500, cursor });
-      for (const link of page.items) {
-        const job = await store.jobs.read(link.productId, link.id);
-        if (job) jobs.push(job);
-      }
+      const page: { items: JobDoc[]; nextCursor: string | null } = await store.jobs.list({
+        productId,
+        limit: 500,
+        cursor,
+      });
+      jobs.push(...page.items);
       cursor = page.nextCursor;
     } while (cursor !== null);
   }

@@ -322,8 +322,8 @@ describe('sqlite store: query plans', () => {
     expectSeek(JOB_QUERIES.listAfter, 'jobs_list');
     expectSeek(JOB_QUERIES.listStage, 'jobs_list_stage');
     expectSeek(JOB_QUERIES.listStageAfter, 'jobs_list_stage');
-    expectSeek(JOB_QUERIES.byStage, 'jobs_stage');
-    expectSeek(JOB_QUERIES.byStageAfter, 'jobs_stage');
+    expectSeek(JOB_QUERIES.blocked, 'jobs_blocked');
+    expectSeek(JOB_QUERIES.blockedAfter, 'jobs_blocked');
     expectSeek(JOB_QUERIES.withOutbox, 'jobs_outbox');
     expectSeek(JOB_QUERIES.countHeld, 'jobs_held');
     expectSeek(JOB_QUERIES.queuedSets, 'jobs_claim');

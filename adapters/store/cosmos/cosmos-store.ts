@@ -752,7 +752,7 @@ const SUMMARY_SELECT = [
 
 /** Whole jobs per round trip of a page with a byte budget. */
 const FULL_JOBS_PER_FETCH = 8;
-const stageCursor = cursorCodec('jobs.listByStage', cursorParts('oldest'));
+const stageCursor = cursorCodec('jobs.listBlocked', cursorParts('oldest'));
 
 class CosmosJobs extends CosmosContainer<JobDoc> implements JobsContainer {
   /** False once the server refused `GROUP BY` (the test emulator): counts are then tallied here. */
@@ -833,13 +833,13 @@ class CosmosJobs extends CosmosContainer<JobDoc> implements JobsContainer {
     );
   }
 
-  listByStage(q: PageRequest & { stage: Stage }): Promise<Page<JobLink>> {
-    return this.engine.call('jobs.listByStage', async () => {
+  listBlocked(q: PageRequest): Promise<Page<JobLink>> {
+    return this.engine.call('jobs.listBlocked', async () => {
       const limit = requireLimit(q.limit, 1);
       const after =
         q.cursor === undefined || q.cursor === null ? undefined : stageCursor.decode(q.cursor);
-      const conditions = ['c.stage = @stage'];
-      const params = [param('@stage', q.stage), param('@top', limit + 1)];
+      const conditions = ["c.stage = 'blocked'"];
+      const params = [param('@top', limit + 1)];
       if (after !== undefined) {
         conditions.push(afterKey('oldest', 'k'));
         params.push(...keyParams(after, 'k'));

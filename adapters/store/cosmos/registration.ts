@@ -40,7 +40,7 @@ export const ORDERS = {
     ['seq', 'descending'],
     ['id', 'ascending'],
   ],
-  /** jobs.listByStage: oldest first across products. */
+  /** jobs.listBlocked: oldest first across products. */
   oldest: [
     ['seq', 'ascending'],
     ['id', 'ascending'],

@@ -30,6 +30,7 @@ import type {
   EventsContainer,
   FactoriesContainer,
   FactoryDoc,
+  JobCommit,
   JobDoc,
   JobLink,
   JobListQuery,
@@ -321,7 +322,7 @@ class Table<T extends { id: string }, F> {
     this.spec.apply(w.pk, w.id, undefined, w.rec.facts);
   }
 
-  replace(w: Prepared<T, F>, etag: string): void {
+  replace(w: Prepared<T, F>, etag: string | undefined): void {
     const prev = this.#existing(w.pk, w.id, etag);
     this.#parts.get(w.pk)!.set(w.id, w.rec);
     this.spec.apply(w.pk, w.id, prev.facts, w.rec.facts);
@@ -356,7 +357,8 @@ class Table<T extends { id: string }, F> {
  * yields once, then checks and applies in one synchronous section.
  */
 class MemoryContainer<T extends { id: string }, F> implements Container<T> {
-  protected readonly table: Table<T, F>;
+  /** The container's table (the store's `commit` writes through it). */
+  readonly table: Table<T, F>;
 
   constructor(table: Table<T, F>) {
     this.table = table;
@@ -480,7 +482,7 @@ interface StageKey {
 const compareOldestFirst = (a: StageKey, b: StageKey): number =>
   a.seq - b.seq || compareStrings(a.id, b.id) || compareStrings(a.productId, b.productId);
 const stageCursor = cursorCodec(
-  'jobs.listByStage',
+  'jobs.listBlocked',
   ['number', 'string', 'string'] as const,
   (k: StageKey) => [k.seq, k.id, k.productId],
   ([seq, id, productId]) => ({ seq, id, productId }),
@@ -808,9 +810,9 @@ class MemoryJobs extends MemoryContainer<JobDoc, JobFacts> implements JobsContai
     });
   }
 
-  listByStage(q: PageRequest & { stage: Stage }): Promise<Page<JobLink>> {
-    return this.query('listByStage', () =>
-      pageOf(this.#ix.byStage.get(q.stage), q, stageCursor, (k) => this.#link(k.productId, k.id)),
+  listBlocked(q: PageRequest): Promise<Page<JobLink>> {
+    return this.query('listBlocked', () =>
+      pageOf(this.#ix.byStage.get('blocked'), q, stageCursor, (k) => this.#link(k.productId, k.id)),
     );
   }
 
@@ -1081,6 +1083,13 @@ class MemoryStore implements DocumentStore {
   readonly events: EventsContainer;
   readonly artifacts: ArtifactsContainer;
   readonly #engine: Engine = { closed: false };
+  readonly #tables: {
+    jobs: Table<JobDoc, JobFacts>;
+    events: Table<EventDoc, EventKey>;
+    runs: Table<RunDoc, RunKey>;
+    leases: Table<LeaseDoc, null>;
+    artifacts: Table<ArtifactDoc, ArtifactKey>;
+  };
   readonly #clearAll: () => void;
 
   constructor() {
@@ -1120,9 +1129,58 @@ class MemoryStore implements DocumentStore {
     this.events = events;
     this.artifacts = artifacts;
     const all = [jobs, runs, leases, factories, profiles, events, artifacts];
+    this.#tables = {
+      jobs: jobs.table,
+      events: events.table,
+      runs: runs.table,
+      leases: leases.table,
+      artifacts: artifacts.table,
+    };
     this.#clearAll = () => {
       for (const c of all) c.clearAll();
     };
+  }
+
+  /**
+   * A job and its derived documents in one synchronous step: everything is checked
+   * first (the job's etag or absence, the events' ids), then everything applied, so a
+   * commit is all or nothing.
+   */
+  async commit(c: JobCommit): Promise<Stored<JobDoc>> {
+    try {
+      const k = this.#tables;
+      const job = k.jobs.prepare(c.job);
+      const events = c.events.map((e) => k.events.prepare(e));
+      const upserts = [
+        ...c.runs.map((r) => upsert(k.runs, r)),
+        ...(c.lease === null ? [] : [upsert(k.leases, c.lease)]),
+        ...c.artifacts.map((a) => upsert(k.artifacts, a)),
+      ];
+      await yieldTurn();
+      k.jobs.assertOpen();
+      const stored = k.jobs.get(job.pk, job.id);
+      if (c.etag === null) {
+        if (stored !== undefined) {
+          throw new StoreFault('exists', `jobs ${job.pk}/${job.id} already exists`);
+        }
+      } else if (stored === undefined) {
+        throw new StoreFault('missing', `jobs ${job.pk}/${job.id} not found`);
+      } else if (stored.etag !== c.etag) {
+        throw new StoreFault('stale', `jobs ${job.pk}/${job.id}: etag does not match`);
+      }
+      for (const e of events) {
+        if (k.events.get(e.pk, e.id) !== undefined) {
+          throw new StoreFault('exists', `events ${e.pk}/${e.id} already exists`);
+        }
+      }
+      if (c.etag === null) k.jobs.create(job);
+      else k.jobs.replace(job, c.etag);
+      for (const e of events) k.events.create(e);
+      for (const apply of upserts) apply();
+      return job.copy;
+    } catch (e) {
+      throw mapError(e, 'commit');
+    }
   }
 
   /** Nothing here is batched: every write applies when it returns. */
@@ -1147,6 +1205,15 @@ class MemoryStore implements DocumentStore {
     this.#engine.closed = true;
     this.#clearAll();
   }
+}
+
+/** An upsert prepared now and applied by the returned function. */
+function upsert<T extends { id: string }, F>(table: Table<T, F>, doc: T): () => void {
+  const w = table.prepare(doc);
+  return () => {
+    if (table.get(w.pk, w.id) === undefined) table.create(w);
+    else table.replace(w, undefined);
+  };
 }
 
 /**

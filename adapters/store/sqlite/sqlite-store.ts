@@ -37,6 +37,7 @@ import type {
   EventsContainer,
   FactoriesContainer,
   FactoryDoc,
+  JobCommit,
   JobDoc,
   JobLink,
   JobListQuery,
@@ -218,6 +219,8 @@ interface TableSpec {
   readonly columns: readonly string[];
   /** Their values for a document (checked). */
   values(doc: Record<string, unknown>): unknown[];
+  /** The table's primary key, the conflict target of an upsert. @defaultValue 'pk, id' */
+  readonly key?: string;
 }
 
 /**
@@ -233,6 +236,7 @@ class SqliteContainer<T extends { id: string }> implements Container<T> {
   readonly #update: Statement;
   readonly #delete: Statement;
   readonly #deleteIf: Statement;
+  readonly #upsert: Statement;
   protected readonly existsStmt: Statement;
 
   constructor(engine: Engine, etags: RandomEtags, spec: TableSpec) {
@@ -251,6 +255,27 @@ class SqliteContainer<T extends { id: string }> implements Container<T> {
     this.#update = db.prepare(`UPDATE ${t} SET ${set} WHERE pk = ? AND id = ? AND etag = ?`);
     this.#delete = db.prepare(`DELETE FROM ${t} WHERE pk = ? AND id = ?`);
     this.#deleteIf = db.prepare(`DELETE FROM ${t} WHERE pk = ? AND id = ? AND etag = ?`);
+    const excluded = ['etag', ...spec.columns, 'json']
+      .map((c) => `${c} = excluded.${c}`)
+      .join(', ');
+    this.#upsert = db.prepare(
+      `INSERT INTO ${t} (${cols.join(', ')}) VALUES (${cols.map(() => '?').join(', ')})
+       ON CONFLICT (${spec.key ?? 'pk, id'}) DO UPDATE SET ${excluded}`,
+    );
+  }
+
+  /**
+   * A write of `doc` for a commit (`DocumentStore.commit`): checked and serialized now,
+   * applied by the returned function inside the commit's transaction. `mode` `insert`
+   * fails on a taken id (`ALREADY_EXISTS`); `upsert` replaces whatever is stored.
+   */
+  prepareWrite(doc: T, mode: 'insert' | 'upsert'): () => void {
+    const w = this.serialize(doc);
+    const values = this.spec.values(w.doc);
+    const stmt = mode === 'insert' ? this.#insert : this.#upsert;
+    return () => {
+      stmt.run(w.pk, w.id, w.etag, ...values, w.json);
+    };
   }
 
   /** Checks `doc` and turns it into JSON text with a fresh etag (a given `_etag` is replaced). */
@@ -459,6 +484,14 @@ const factValues = (f: JobFacts): unknown[] => [
 /** `[etag, ...JOB_COLUMNS values, deps_key]` of a stored job. */
 type PrevRow = [string, ...unknown[]];
 
+/** A job write prepared for `apply` inside a transaction (see `SqliteJobs.prepareJob`). */
+interface PreparedJob {
+  readonly where: string;
+  readonly result: Stored<JobDoc>;
+  apply(): void;
+  after(): void;
+}
+
 /** The SQL of the named job queries (exported for EXPLAIN QUERY PLAN tests). */
 export const JOB_QUERIES = {
   /** Queued jobs of one (product, capability set), past notBefore, in claim order. */
@@ -479,10 +512,10 @@ export const JOB_QUERIES = {
   listStageAfter: `SELECT seq, id, json FROM jobs
     WHERE pk = ? AND stage = ? AND seq <= ? AND (seq < ? OR id > ?)
     ORDER BY seq DESC, id ${LIMIT}`,
-  byStage: `SELECT seq, id, pk, stage, deps_key, deps_mode FROM jobs INDEXED BY jobs_stage
-    WHERE stage = ? ORDER BY seq, id, pk ${LIMIT}`,
-  byStageAfter: `SELECT seq, id, pk, stage, deps_key, deps_mode FROM jobs INDEXED BY jobs_stage
-    WHERE stage = ? AND (seq, id, pk) > (?, ?, ?) ORDER BY seq, id, pk ${LIMIT}`,
+  blocked: `SELECT seq, id, pk, stage, deps_key, deps_mode FROM jobs INDEXED BY jobs_blocked
+    WHERE stage = 'blocked' ORDER BY seq, id, pk ${LIMIT}`,
+  blockedAfter: `SELECT seq, id, pk, stage, deps_key, deps_mode FROM jobs INDEXED BY jobs_blocked
+    WHERE stage = 'blocked' AND (seq, id, pk) > (?, ?, ?) ORDER BY seq, id, pk ${LIMIT}`,
   dependents: `SELECT j.pk, j.id, j.stage, j.seq, j.deps_key, j.deps_mode
     FROM job_deps AS d JOIN jobs AS j ON j.pk = d.pk AND j.id = d.job_id
     WHERE d.pk = ? AND d.dep_id = ? ORDER BY j.seq, j.id`,
@@ -559,7 +592,7 @@ class ClaimQueues {
 }
 
 const listCursor = cursorCodec('jobs.list', ['number', 'string']);
-const stageCursor = cursorCodec('jobs.listByStage', ['number', 'string', 'string']);
+const blockedCursor = cursorCodec('jobs.listBlocked', ['number', 'string', 'string']);
 
 /** A claim candidate row: [rank, seq, id, json]. */
 type ClaimRow = [number, number, string, string];
@@ -612,8 +645,8 @@ class SqliteJobs extends SqliteContainer<JobDoc> implements JobsContainer {
       'listAfter',
       'listStage',
       'listStageAfter',
-      'byStage',
-      'byStageAfter',
+      'blocked',
+      'blockedAfter',
       'queuedSets',
       'countByStage',
       'dependents',
@@ -670,19 +703,71 @@ class SqliteJobs extends SqliteContainer<JobDoc> implements JobsContainer {
     return stmt;
   }
 
+  /**
+   * A create (`etag` null) or an etag-checked replace of a job, for `create`, `replace`
+   * and `DocumentStore.commit`: checked and serialized now; `apply` runs the statements
+   * (inside the caller's transaction); `after` updates the claim-queue map once the
+   * statements succeeded.
+   */
+  prepareJob(doc: JobDoc, etag: string | null): PreparedJob {
+    if (etag !== null && typeof etag !== 'string') {
+      throw new StoreFault('invalid', 'etag must be a string');
+    }
+    const w = this.serialize(doc);
+    const f = jobFacts(w.doc);
+    const result = { ...w.doc, _etag: w.etag } as unknown as Stored<JobDoc>;
+    if (etag === null) {
+      return {
+        where: ` ${w.pk}/${w.id}`,
+        result,
+        apply: () => {
+          // The insert goes first: it is the only statement that can fail on its own.
+          this.#insertJob.run(w.pk, w.id, w.etag, ...factValues(f), f.depsKey, f.depsMode, w.json);
+          for (const dep of f.deps) this.#addDep.run(w.pk, dep, w.id);
+        },
+        after: () => this.#requeue(w.pk, null, f),
+      };
+    }
+    let prev: PrevRow | undefined;
+    return {
+      where: ` ${w.pk}/${w.id}`,
+      result,
+      apply: () => {
+        prev = this.#prev.get(w.pk, w.id) as PrevRow | undefined;
+        if (prev === undefined) throw new StoreFault('missing', 'not found');
+        if (prev[0] !== etag) throw new StoreFault('stale', 'etag does not match');
+        const next = factValues(f);
+        const args: unknown[] = [w.etag, f.depsKey, f.depsMode];
+        let mask = 0;
+        for (let i = 0; i < next.length; i++) {
+          if (next[i] !== prev[i + 1]) {
+            mask |= 1 << i;
+            args.push(next[i]);
+          }
+        }
+        args.push(w.json, w.pk, w.id, etag);
+        if (this.#updateFor(mask).run(...args).changes === 0) {
+          throw new StoreFault('stale', 'etag does not match');
+        }
+        const prevDeps = prev[JOB_COLUMNS.length + 1] as string;
+        if (prevDeps !== f.depsKey) this.#moveDeps(w.pk, w.id, prevDeps, f.deps);
+      },
+      after: () => {
+        if (prev !== undefined && (prev[1] !== f.stage || prev[4] !== f.capsKey)) {
+          this.#requeue(w.pk, { stage: prev[1], capsKey: prev[4] as string }, f);
+        }
+      },
+    };
+  }
+
   override async create(doc: JobDoc): Promise<Stored<JobDoc>> {
     let where = '';
     try {
-      const w = this.serialize(doc);
-      where = ` ${w.pk}/${w.id}`;
-      const f = jobFacts(w.doc);
-      this.engine.write(() => {
-        // The insert goes first: it is the only statement that can fail on its own.
-        this.#insertJob.run(w.pk, w.id, w.etag, ...factValues(f), f.depsKey, f.depsMode, w.json);
-        for (const dep of f.deps) this.#addDep.run(w.pk, dep, w.id);
-      });
-      this.#requeue(w.pk, null, f);
-      return JSON.parse(w.json) as Stored<JobDoc>;
+      const p = this.prepareJob(doc, null);
+      where = p.where;
+      this.engine.write(p.apply);
+      p.after();
+      return p.result;
     } catch (e) {
       throw mapError(e, `${this.spec.name}.create${where}`);
     }
@@ -692,33 +777,12 @@ class SqliteJobs extends SqliteContainer<JobDoc> implements JobsContainer {
     let where = '';
     try {
       if (typeof etag !== 'string') throw new StoreFault('invalid', 'etag must be a string');
-      const w = this.serialize(doc);
-      where = ` ${w.pk}/${w.id}`;
-      const f = jobFacts(w.doc);
+      const p = this.prepareJob(doc, etag);
+      where = p.where;
       this.engine.assertOpen();
-      const prev = this.#prev.get(w.pk, w.id) as PrevRow | undefined;
-      if (prev === undefined) throw new StoreFault('missing', 'not found');
-      if (prev[0] !== etag) throw new StoreFault('stale', 'etag does not match');
-      const next = factValues(f);
-      const args: unknown[] = [w.etag, f.depsKey, f.depsMode];
-      let mask = 0;
-      for (let i = 0; i < next.length; i++) {
-        if (next[i] !== prev[i + 1]) {
-          mask |= 1 << i;
-          args.push(next[i]);
-        }
-      }
-      args.push(w.json, w.pk, w.id, etag);
-      const prevDeps = prev[JOB_COLUMNS.length + 1] as string;
-      const stmt = this.#updateFor(mask);
-      this.engine.write(() => {
-        if (stmt.run(...args).changes === 0) throw new StoreFault('stale', 'etag does not match');
-        if (prevDeps !== f.depsKey) this.#moveDeps(w.pk, w.id, prevDeps, f.deps);
-      });
-      if (prev[1] !== f.stage || prev[4] !== f.capsKey) {
-        this.#requeue(w.pk, { stage: prev[1], capsKey: prev[4] as string }, f);
-      }
-      return JSON.parse(w.json) as Stored<JobDoc>;
+      this.engine.write(p.apply);
+      p.after();
+      return p.result;
     } catch (e) {
       throw mapError(e, `${this.spec.name}.replace${where}`);
     }
@@ -812,15 +876,15 @@ class SqliteJobs extends SqliteContainer<JobDoc> implements JobsContainer {
     });
   }
 
-  listByStage(q: PageRequest & { stage: Stage }): Promise<Page<JobLink>> {
-    return this.query('listByStage', () => {
+  listBlocked(q: PageRequest): Promise<Page<JobLink>> {
+    return this.query('listBlocked', () => {
       const limit = requireLimit(q.limit, 1);
       const after =
-        q.cursor === undefined || q.cursor === null ? undefined : stageCursor.decode(q.cursor);
+        q.cursor === undefined || q.cursor === null ? undefined : blockedCursor.decode(q.cursor);
       const rows = (
         after === undefined
-          ? this.#q.byStage.all(key(q.stage), limit + 1)
-          : this.#q.byStageAfter.all(key(q.stage), after[0], after[1], after[2], limit + 1)
+          ? this.#q.blocked.all(limit + 1)
+          : this.#q.blockedAfter.all(after[0], after[1], after[2], limit + 1)
       ) as [number, string, string, string, string, string][];
       const more = rows.length > limit;
       if (more) rows.length = limit;
@@ -829,7 +893,7 @@ class SqliteJobs extends SqliteContainer<JobDoc> implements JobsContainer {
         items: rows.map(([seq, id, pk, stage, deps, mode]) =>
           linkOf([pk, id, stage, seq, deps, mode]),
         ),
-        nextCursor: more && last ? stageCursor.encode([last[0], last[1], last[2]]) : null,
+        nextCursor: more && last ? blockedCursor.encode([last[0], last[1], last[2]]) : null,
       };
     });
   }
@@ -988,13 +1052,16 @@ class SqliteEvents extends SqliteContainer<EventDoc> implements EventsContainer 
       partitionKey: CONTAINERS.events.partitionKey,
       columns: ['seq'],
       values: (doc) => [requireNumber(doc.seq, 'event.seq')],
+      // A job's events in stream order, one B-tree (schema v3): ids are read by a scan
+      // of the job's events, which the append path never needs.
+      key: 'pk, seq',
     });
     const db = engine.db;
     this.#append = db.prepare(
-      'INSERT INTO events (pk, id, etag, seq, json) VALUES (?, ?, ?, ?, ?) ON CONFLICT (pk, id) DO NOTHING',
+      'INSERT INTO events (pk, id, etag, seq, json) VALUES (?, ?, ?, ?, ?) ON CONFLICT (pk, seq) DO NOTHING',
     );
     this.#list = db
-      .prepare(`SELECT json FROM events WHERE pk = ? AND seq > ? ORDER BY seq, id ${LIMIT}`)
+      .prepare(`SELECT json FROM events WHERE pk = ? AND seq > ? ORDER BY seq ${LIMIT}`)
       .pluck();
   }
 
@@ -1041,6 +1108,15 @@ class SqliteDocumentStore implements DocumentStore {
   readonly artifacts: ArtifactsContainer;
   readonly #engine: Engine;
   readonly #ping: Statement;
+  readonly #containers: {
+    jobs: SqliteJobs;
+    events: SqliteEvents;
+    runs: SqliteContainer<RunDoc>;
+    leases: SqliteContainer<LeaseDoc>;
+    artifacts: SqliteContainer<ArtifactDoc>;
+  };
+  /** Runs a function in a nested transaction (a SAVEPOINT inside the open batch). */
+  readonly #unit: (fn: () => void) => void;
 
   constructor(db: DB, path: string) {
     const engine = new Engine(db);
@@ -1050,8 +1126,9 @@ class SqliteDocumentStore implements DocumentStore {
     this.#engine = engine;
     this.path = path;
     this.#ping = db.prepare('SELECT 1').pluck();
-    this.jobs = new SqliteJobs(engine, etags);
-    this.runs = new ListedContainer<RunDoc>(
+    const jobs = new SqliteJobs(engine, etags);
+    this.jobs = jobs;
+    const runs = new ListedContainer<RunDoc>(
       engine,
       etags,
       {
@@ -1063,12 +1140,14 @@ class SqliteDocumentStore implements DocumentStore {
       },
       { tag: 'runs.list', order: ['attempt', 'id'], parts: ['number', 'string'] },
     );
-    this.leases = new SqliteContainer<LeaseDoc>(engine, etags, {
+    this.runs = runs;
+    const leases = new SqliteContainer<LeaseDoc>(engine, etags, {
       name: 'leases',
       table: 'leases',
       partitionKey: CONTAINERS.leases.partitionKey,
       ...noColumns,
     });
+    this.leases = leases;
     this.factories = new ListedContainer<FactoryDoc>(
       engine,
       etags,
@@ -1091,8 +1170,9 @@ class SqliteDocumentStore implements DocumentStore {
       },
       { tag: 'profiles.list', order: ['id'], parts: ['string'] },
     );
-    this.events = new SqliteEvents(engine, etags);
-    this.artifacts = new ListedContainer<ArtifactDoc>(
+    const events = new SqliteEvents(engine, etags);
+    this.events = events;
+    const artifacts = new ListedContainer<ArtifactDoc>(
       engine,
       etags,
       {
@@ -1104,6 +1184,40 @@ class SqliteDocumentStore implements DocumentStore {
       },
       { tag: 'artifacts.list', order: ['created_at', 'id'], parts: ['string', 'string'] },
     );
+    this.artifacts = artifacts;
+    this.#containers = { jobs, events, runs, leases, artifacts };
+    this.#unit = db.transaction((fn: () => void) => fn());
+  }
+
+  /**
+   * A job and its derived documents in one step of the open batch: a SAVEPOINT inside
+   * the group commit's transaction, so a failing statement undoes the whole step (and
+   * only it), and everything of the step is in the same durable commit.
+   */
+  async commit(c: JobCommit): Promise<Stored<JobDoc>> {
+    let where = '';
+    try {
+      const k = this.#containers;
+      const job = k.jobs.prepareJob(c.job, c.etag);
+      where = job.where;
+      const writes = [
+        job.apply,
+        ...c.events.map((e) => k.events.prepareWrite(e, 'insert')),
+        ...c.runs.map((r) => k.runs.prepareWrite(r, 'upsert')),
+        ...(c.lease === null ? [] : [k.leases.prepareWrite(c.lease, 'upsert')]),
+        ...c.artifacts.map((a) => k.artifacts.prepareWrite(a, 'upsert')),
+      ];
+      this.#engine.assertOpen();
+      this.#engine.write(() =>
+        this.#unit(() => {
+          for (const w of writes) w();
+        }),
+      );
+      job.after();
+      return job.result;
+    } catch (e) {
+      throw mapError(e, `commit${where}`);
+    }
   }
 
   get commits(): number {
