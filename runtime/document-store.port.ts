@@ -141,6 +141,13 @@ export interface JobsContainer extends Container<JobDoc> {
   listBlocked(q: PageRequest): Promise<Page<JobLink>>;
   /** Links of the jobs of the product whose `deps` include `jobId`, in submission order. */
   dependents(productId: string, jobId: string): Promise<JobLink[]>;
+  /**
+   * The stored job's etag, or null when there is none: answered without reading or
+   * parsing the document (an index read, or memory). Optional: a store that has it
+   * lets the runtime keep the jobs it wrote parsed and trust them while their etag
+   * holds (a hot-job cache); without it every write reads the job first.
+   */
+  etag?(productId: string, id: string): Promise<string | null>;
   /** Links of the product's jobs among `ids` (a missing id is left out), in no set order. */
   links(productId: string, ids: readonly string[]): Promise<JobLink[]>;
   /**

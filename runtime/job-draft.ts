@@ -36,7 +36,7 @@ import type {
 } from './types.js';
 
 /** A machine snapshot as `transition()` takes and returns it. */
-type Snapshot = ReturnType<typeof jobMachine.resolveState>;
+export type Snapshot = ReturnType<typeof jobMachine.resolveState>;
 
 /**
  * Restores a persisted snapshot. A snapshot written by another machine version is
@@ -124,11 +124,16 @@ export class JobDraft {
   /** Renewals of the lease as read (the lease mirror is rewritten when they change). */
   readonly #renewalsBefore: number;
 
+  /**
+   * @param restored - `before`'s snapshot already restored (a cache of the write path
+   *   that keeps the snapshot of the version it wrote); restored here when absent.
+   */
   constructor(
     before: Stored<JobDoc>,
     now: number,
     actor: string | null,
     machine: AnyStateMachine = jobMachine,
+    restored?: Snapshot,
   ) {
     this.before = before;
     this.now = now;
@@ -136,8 +141,13 @@ export class JobDraft {
     this.#machine = machine;
     const { _etag: _ignored, ...doc } = before;
     this.doc = { ...doc, outbox: [], rev: before.rev + 1 };
-    this.#snapshot = restoreSnapshot(before, machine);
+    this.#snapshot = restored ?? restoreSnapshot(before, machine);
     this.#renewalsBefore = this.#snapshot.context.renewals;
+  }
+
+  /** The machine snapshot after the events sent so far (immutable). */
+  get snapshot(): Snapshot {
+    return this.#snapshot;
   }
 
   /** A brand-new job: `doc` must carry the initial snapshot. */

@@ -21,7 +21,7 @@ import type { Core } from './core.js';
 import { MAX_CONFLICTS, stripEtag } from './core.js';
 import type { Stored } from './document-store.port.js';
 import { FleetError, fail, isFleetError, ok, type Result } from './errors.js';
-import { JobDraft } from './job-draft.js';
+import { JobDraft, type Snapshot } from './job-draft.js';
 import type { ArtifactDoc, EventDoc, JobDoc, LeaseDoc, OutboxEffect, RunDoc } from './types.js';
 
 /** What a plan decides about a draft: an error to abort (nothing written), or null. */
@@ -33,12 +33,57 @@ export interface UpdateOptions {
   now?: number;
 }
 
+/** Jobs kept parsed by the hot-job cache, at most. */
+const HOT_JOBS = 20_000;
+
+/** Freezes a value and everything in it (the hot-job cache shares what it keeps). */
+function deepFreeze<T>(value: T): T {
+  const stack: unknown[] = [value];
+  while (stack.length > 0) {
+    const v = stack.pop();
+    if (v === null || typeof v !== 'object' || Object.isFrozen(v)) continue;
+    Object.freeze(v);
+    for (const child of Object.values(v)) stack.push(child);
+  }
+  return value;
+}
+
+/**
+ * The jobs this process wrote last, as written (parsed, frozen) with their restored
+ * machine snapshots: a write of one of them needs no read, no JSON parse and no
+ * snapshot restore, as long as the store says its etag is still the one we wrote
+ * (`jobs.etag`, answered from memory or an index). Only used with stores that have
+ * `jobs.etag`; a stale entry is dropped at its first use.
+ */
+class HotJobs {
+  readonly #map = new Map<string, { doc: Stored<JobDoc>; snapshot: Snapshot }>();
+
+  get(productId: string, id: string): { doc: Stored<JobDoc>; snapshot: Snapshot } | undefined {
+    return this.#map.get(`${productId}\u0000${id}`);
+  }
+
+  set(doc: Stored<JobDoc>, snapshot: Snapshot): void {
+    const key = `${doc.productId}\u0000${doc.id}`;
+    this.#map.delete(key);
+    this.#map.set(key, { doc: deepFreeze(doc), snapshot });
+    if (this.#map.size > HOT_JOBS) {
+      const oldest = this.#map.keys().next().value;
+      if (oldest !== undefined) this.#map.delete(oldest);
+    }
+  }
+
+  delete(productId: string, id: string): void {
+    this.#map.delete(`${productId}\u0000${id}`);
+  }
+}
+
 /** True when the job's open run was opened by the job's latest write (a claim). */
 const opened = (job: JobDoc): boolean =>
   job.run !== null && job.run.startedAt === job.updatedAt && job.run.attempt === job.attempt;
 
 export class WritePath {
   readonly #core: Core;
+  readonly #hot = new HotJobs();
 
   constructor(core: Core) {
     this.#core = core;
@@ -78,7 +123,7 @@ export class WritePath {
   ): Promise<Result<Stored<JobDoc>>> {
     const { store, clock, machine } = this.#core;
     for (let attempt = 0; attempt < MAX_CONFLICTS; attempt++) {
-      const cur = await store.jobs.read(productId, jobId);
+      const { doc: cur, snapshot: restored } = await this.#current(productId, jobId, attempt);
       if (!cur) return fail('NOT_FOUND', `no job ${jobId}`);
       if (options.ifMatch !== undefined && cur._etag !== options.ifMatch) {
         return fail(
@@ -89,7 +134,7 @@ export class WritePath {
       if (cur.outbox.length > 0) await this.flush(cur, false);
       let draft: JobDraft;
       try {
-        draft = new JobDraft(cur, options.now ?? clock.now(), actor, machine);
+        draft = new JobDraft(cur, options.now ?? clock.now(), actor, machine, restored);
       } catch (e) {
         if (isFleetError(e)) return { ok: false, error: e };
         throw e;
@@ -113,6 +158,26 @@ export class WritePath {
       }
     }
     return fail('STORE_UNAVAILABLE', `job ${jobId} kept changing under us; try again`);
+  }
+
+  /**
+   * The job as stored: from the hot-job cache when the store confirms its etag (only on
+   * a first attempt: after a conflict, always read afresh), else read.
+   */
+  async #current(
+    productId: string,
+    jobId: string,
+    attempt: number,
+  ): Promise<{ doc: Stored<JobDoc> | null; snapshot?: Snapshot }> {
+    const { store } = this.#core;
+    if (store.jobs.etag !== undefined) {
+      const hot = attempt === 0 ? this.#hot.get(productId, jobId) : undefined;
+      if (hot !== undefined && (await store.jobs.etag(productId, jobId)) === hot.doc._etag) {
+        return hot;
+      }
+      this.#hot.delete(productId, jobId);
+    }
+    return { doc: await store.jobs.read(productId, jobId) };
   }
 
   /**
@@ -179,7 +244,9 @@ export class WritePath {
       artifacts,
     });
     for (const e of events) reporter.stored(e, mark);
-    return keep ? this.flush(saved, true) : saved;
+    const final = keep ? await this.flush(saved, true) : saved;
+    if (store.jobs.etag !== undefined) this.#hot.set(final, draft.snapshot);
+    return final;
   }
 
   /**

@@ -828,6 +828,11 @@ class MemoryJobs extends MemoryContainer<JobDoc, JobFacts> implements JobsContai
     });
   }
 
+  /** The stored job's etag, from memory (see the port). */
+  etag(productId: string, id: string): Promise<string | null> {
+    return this.query('etag', () => this.table.get(productId, id)?.etag ?? null);
+  }
+
   links(productId: string, ids: readonly string[]): Promise<JobLink[]> {
     return this.query('links', () => {
       if (!Array.isArray(ids)) throw new StoreFault('invalid', 'ids must be an array');

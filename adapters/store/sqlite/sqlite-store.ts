@@ -484,6 +484,9 @@ const factValues = (f: JobFacts): unknown[] => [
 /** `[etag, ...JOB_COLUMNS values, deps_key]` of a stored job. */
 type PrevRow = [string, ...unknown[]];
 
+/** Jobs whose row facts `SqliteJobs` keeps after writing them (about 150 bytes each). */
+const RECENT_ROWS = 50_000;
+
 /** A job write prepared for `apply` inside a transaction (see `SqliteJobs.prepareJob`). */
 interface PreparedJob {
   readonly where: string;
@@ -605,6 +608,14 @@ class SqliteJobs extends SqliteContainer<JobDoc> implements JobsContainer {
   #queuesStale = false;
   readonly #insertJob: Statement;
   readonly #prev: Statement;
+  readonly #etagOf: Statement;
+  /**
+   * The row facts (`[etag, ...JOB_COLUMNS, deps_key]`) of the jobs written last, newest
+   * last: a replace of one of them needs no read first, and `etag` answers from here.
+   * Only rows this connection wrote and committed into the open batch are kept; a
+   * rollback clears it.
+   */
+  readonly #rows = new Map<string, PrevRow>();
   /** UPDATE statements by the bit mask of the indexed columns they set (built on first use). */
   readonly #updates: (Statement | undefined)[] = [];
   readonly #deleteJob: Statement;
@@ -630,6 +641,7 @@ class SqliteJobs extends SqliteContainer<JobDoc> implements JobsContainer {
     this.#prev = db
       .prepare(`SELECT etag, ${JOB_COLUMNS.join(', ')}, deps_key FROM jobs WHERE pk = ? AND id = ?`)
       .raw();
+    this.#etagOf = db.prepare('SELECT etag FROM jobs WHERE pk = ? AND id = ?').pluck();
     this.#deleteJob = db.prepare('DELETE FROM jobs WHERE pk = ? AND id = ? AND etag = ?');
     this.#addDep = db.prepare(
       'INSERT INTO job_deps (pk, dep_id, job_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING',
@@ -667,6 +679,7 @@ class SqliteJobs extends SqliteContainer<JobDoc> implements JobsContainer {
     this.#loadQueues();
     engine.onRollback(() => {
       this.#queuesStale = true;
+      this.#rows.clear();
     });
   }
 
@@ -703,6 +716,33 @@ class SqliteJobs extends SqliteContainer<JobDoc> implements JobsContainer {
     return stmt;
   }
 
+  /** The stored row facts of a job: from the recent rows when there, else read. */
+  #rowOf(pk: string, id: string): PrevRow | undefined {
+    const row = this.#rows.get(`${pk}\u0000${id}`);
+    return row ?? (this.#prev.get(pk, id) as PrevRow | undefined);
+  }
+
+  #remember(pk: string, id: string, row: PrevRow | null): void {
+    const k = `${pk}\u0000${id}`;
+    this.#rows.delete(k);
+    if (row === null) return;
+    this.#rows.set(k, row);
+    if (this.#rows.size > RECENT_ROWS) {
+      const oldest = this.#rows.keys().next().value;
+      if (oldest !== undefined) this.#rows.delete(oldest);
+    }
+  }
+
+  /** The stored job's etag, without reading its document (see the port). */
+  etag(productId: string, id: string): Promise<string | null> {
+    return this.query('etag', () => {
+      if (typeof productId !== 'string' || typeof id !== 'string') return null;
+      const row = this.#rows.get(`${productId}\u0000${id}`);
+      if (row !== undefined) return row[0];
+      return (this.#etagOf.get(productId, id) as string | undefined) ?? null;
+    });
+  }
+
   /**
    * A create (`etag` null) or an etag-checked replace of a job, for `create`, `replace`
    * and `DocumentStore.commit`: checked and serialized now; `apply` runs the statements
@@ -725,7 +765,10 @@ class SqliteJobs extends SqliteContainer<JobDoc> implements JobsContainer {
           this.#insertJob.run(w.pk, w.id, w.etag, ...factValues(f), f.depsKey, f.depsMode, w.json);
           for (const dep of f.deps) this.#addDep.run(w.pk, dep, w.id);
         },
-        after: () => this.#requeue(w.pk, null, f),
+        after: () => {
+          this.#requeue(w.pk, null, f);
+          this.#remember(w.pk, w.id, [w.etag, ...factValues(f), f.depsKey]);
+        },
       };
     }
     let prev: PrevRow | undefined;
@@ -733,7 +776,7 @@ class SqliteJobs extends SqliteContainer<JobDoc> implements JobsContainer {
       where: ` ${w.pk}/${w.id}`,
       result,
       apply: () => {
-        prev = this.#prev.get(w.pk, w.id) as PrevRow | undefined;
+        prev = this.#rowOf(w.pk, w.id);
         if (prev === undefined) throw new StoreFault('missing', 'not found');
         if (prev[0] !== etag) throw new StoreFault('stale', 'etag does not match');
         const next = factValues(f);
@@ -747,6 +790,7 @@ class SqliteJobs extends SqliteContainer<JobDoc> implements JobsContainer {
         }
         args.push(w.json, w.pk, w.id, etag);
         if (this.#updateFor(mask).run(...args).changes === 0) {
+          this.#remember(w.pk, w.id, null); // the remembered row was not the stored one
           throw new StoreFault('stale', 'etag does not match');
         }
         const prevDeps = prev[JOB_COLUMNS.length + 1] as string;
@@ -756,6 +800,7 @@ class SqliteJobs extends SqliteContainer<JobDoc> implements JobsContainer {
         if (prev !== undefined && (prev[1] !== f.stage || prev[4] !== f.capsKey)) {
           this.#requeue(w.pk, { stage: prev[1], capsKey: prev[4] as string }, f);
         }
+        this.#remember(w.pk, w.id, [w.etag, ...factValues(f), f.depsKey]);
       },
     };
   }
@@ -797,7 +842,7 @@ class SqliteJobs extends SqliteContainer<JobDoc> implements JobsContainer {
       }
       const prev =
         typeof partitionKey === 'string' && typeof id === 'string'
-          ? (this.#prev.get(partitionKey, id) as PrevRow | undefined)
+          ? this.#rowOf(partitionKey, id)
           : undefined;
       if (prev === undefined) throw new StoreFault('missing', 'not found');
       if (etag !== undefined && prev[0] !== etag) {
@@ -811,6 +856,7 @@ class SqliteJobs extends SqliteContainer<JobDoc> implements JobsContainer {
         if (prevDeps !== '[]') this.#moveDeps(partitionKey, id, prevDeps, []);
       });
       this.#requeue(partitionKey, { stage: prev[1], capsKey: prev[4] as string }, null);
+      this.#remember(partitionKey, id, null);
     } catch (e) {
       throw mapError(e, `${this.spec.name}.delete${where}`);
     }
