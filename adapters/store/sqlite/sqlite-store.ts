@@ -89,6 +89,7 @@ import {
 } from '../../../runtime/index.js';
 import { RandomEtags } from '../shared/etag.js';
 import { jobListOptions, jsonBytes, PageBudget } from '../shared/job-list.js';
+import { type OnlineBackupOptions, onlineBackup } from './online-backup.js';
 import { migrate } from './schema.js';
 
 type DB = Database.Database;
@@ -128,6 +129,8 @@ export type SqliteStore = DocumentStore & {
   readonly path: string;
   /** commits so far (for tests/bench) */
   readonly commits: number;
+  /** Always present on SQLite (see `online-backup.ts`). */
+  backup: NonNullable<DocumentStore['backup']>;
 };
 
 export const DEFAULT_PATH = './data/fleet.db';
@@ -398,6 +401,16 @@ class Engine {
       }
     }
     return open.promise.then(check);
+  }
+
+  /**
+   * Commits the open batch now, if there is one, as its scheduled commit would (its
+   * waiters resolve, a failure rejects them): the online backup needs a moment with no
+   * write transaction open.
+   */
+  commitNow(): void {
+    const batch = this.#batch;
+    if (batch !== null) this.#end(batch);
   }
 
   /** Commits the open batch (its waiters resolve), then closes the connection. */
@@ -1390,6 +1403,20 @@ class SqliteDocumentStore implements DocumentStore {
       this.#ping.get();
     } catch (e) {
       throw mapError(e, 'ping');
+    }
+  }
+
+  /** A consistent copy of the database in the new file `file`, taken online (`online-backup.ts`). */
+  async backup(
+    file: string,
+    options: OnlineBackupOptions = {},
+  ): Promise<{ pages: number; bytes: number }> {
+    try {
+      this.#engine.assertOpen();
+      return await onlineBackup(this.#engine, file, options);
+    } catch (e) {
+      if (options.signal?.aborted && e === options.signal.reason) throw e;
+      throw mapError(e, 'backup');
     }
   }
 
