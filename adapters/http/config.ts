@@ -24,13 +24,15 @@
  * | `FLEET_MAX_PARKED_CLAIMS` | long-poll claims one token may have waiting at once; one more → 429 | `64` |
  * | `FLEET_LIST_PAGE_BYTES` | byte budget of a page of `GET /fleet/jobs` (`512KiB`, `8MiB` accepted) | `4194304` |
  * | `FLEET_ACTOR_KEY` | secret (16+ characters) keying the event actor of tokens without a `subject` (see `actor-key.ts`) | derived per store |
+ * | `FLEET_BACKUP_DIR` | where `GET /fleet/admin/backup` writes its copy of the database before sending it (created 0700) | the database's folder |
  *
  * With neither `FLEET_TOKENS` nor `FLEET_TOKENS_FILE`, the server makes a development
  * admin token (see `server.ts`). Setting both is an error. An empty variable counts as
  * unset. An unknown `FLEET_*` variable is a warning (a typo would otherwise be silent).
  */
 import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { tmpdir } from 'node:os';
+import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
 import type { FleetRole } from './index.js';
 
@@ -53,6 +55,11 @@ export interface TokenGrant {
   subject?: string;
   /** The factory ids it may act as (claims, heartbeats, lease calls, moves). @defaultValue any */
   factoryIds?: string[];
+  /**
+   * May take server-wide actions across products (an online backup: it holds every
+   * product's jobs); needs the `admin` role. @defaultValue false
+   */
+  operator?: boolean;
 }
 
 export type StoreConfig =
@@ -101,6 +108,11 @@ export interface FleetConfig {
   /** Byte budget of a page of `GET /fleet/jobs`. @defaultValue 4194304 (4 MiB) */
   listPageBytes: number;
   /**
+   * Folder where an online backup is written before it is sent (needs room for a copy
+   * of the database). @defaultValue the database's folder (SQLite); the OS's temporary folder otherwise
+   */
+  backupDir: string;
+  /**
    * `FLEET_ACTOR_KEY`: keys the actor ids of tokens without a subject.
    * @defaultValue null: derived from the store (see `actor-key.ts`)
    */
@@ -143,6 +155,7 @@ export const KNOWN_VARIABLES = [
   'FLEET_CONNECTION_TIMEOUT_MS',
   'FLEET_MAX_PARKED_CLAIMS',
   'FLEET_LIST_PAGE_BYTES',
+  'FLEET_BACKUP_DIR',
 ] as const;
 
 /** The configuration is invalid; `problems` has one line per bad variable. */
@@ -231,6 +244,7 @@ const EnvSchema = z.object({
   PORT: variable(integer(0, 65_535), DEFAULTS.port),
   FLEET_STORE: variable(oneOf(['sqlite', 'memory', 'cosmos'] as const), 'sqlite'),
   FLEET_DB: variable((raw) => raw, DEFAULTS.db),
+  FLEET_BACKUP_DIR: variable((raw) => raw, undefined as string | undefined),
   FLEET_LEASE_MS: variable(integer(1000, 86_400_000, ' (ms)'), DEFAULTS.leaseMs),
   FLEET_REAPER_INTERVAL_MS: variable(integer(10, 3_600_000, ' (ms)'), DEFAULTS.reaperIntervalMs),
   FLEET_BODY_LIMIT: variable(byteSize, DEFAULTS.bodyLimit),
@@ -270,6 +284,7 @@ const TokenSchema = z.strictObject({
     .min(1, 'must name at least one factory (leave it out for any)')
     .max(10_000)
     .optional(),
+  operator: z.boolean({ error: 'must be true or false' }).optional(),
 });
 
 const TokensSchema = z
@@ -315,6 +330,15 @@ function tokenIssueMessage(issue: z.core.$ZodIssue): string {
   return issue.message;
 }
 
+/** Combinations the schema cannot express: an operator grant must be an admin one. */
+function grantProblems(name: string, grants: readonly TokenGrant[], problems: string[]): void {
+  grants.forEach((g, i) => {
+    if (g.operator === true && !g.roles.includes('admin')) {
+      problems.push(`${name}[${i}].operator: needs the role admin in the same grant`);
+    }
+  });
+}
+
 /**
  * Parses a token list; problems are prefixed with `name` (the variable). No problem
  * quotes the text: it is made of secrets (see {@link tokenIssueMessage}).
@@ -339,6 +363,7 @@ function parseTokens(name: string, text: string, problems: string[]): TokenGrant
   if (r.data.length === 0) {
     problems.push(`${name}: lists no token; every request would be refused`);
   }
+  grantProblems(name, r.data, problems);
   return r.data.map((g) => ({ ...g, roles: [...new Set(g.roles)] }));
 }
 
@@ -471,6 +496,12 @@ export function loadConfig(
     connectionTimeoutMs: e.FLEET_CONNECTION_TIMEOUT_MS,
     maxParkedClaims: e.FLEET_MAX_PARKED_CLAIMS,
     listPageBytes: e.FLEET_LIST_PAGE_BYTES,
+    backupDir:
+      e.FLEET_BACKUP_DIR === undefined
+        ? store.kind === 'sqlite'
+          ? dirname(store.path)
+          : tmpdir()
+        : resolve(cwd, e.FLEET_BACKUP_DIR),
     actorKey,
     warnings,
   };

@@ -12,8 +12,8 @@
  * The plugin is encapsulated: its validator (zod), JSON body parser, error handler
  * (problem documents), hooks and docs apply to its own routes only, never to the
  * host's. It serves, relative to the registration prefix:
- * - `/fleet/...`: every route of API.md, plus `POST /fleet/jobs/:id/progress` and
- *   `GET /fleet/jobs/:id/artifacts`;
+ * - `/fleet/...`: every route of API.md, plus `POST /fleet/jobs/:id/progress`,
+ *   `GET /fleet/jobs/:id/artifacts` and `GET /fleet/admin/backup` (`backup-routes.ts`);
  * - `/healthz`, `/readyz`, `/metrics` (no auth);
  * - `/docs` (Swagger UI) and `/docs/json` (OpenAPI 3.1), generated from the zod schemas;
  * - the inspector: `/inspector/...` pages and `/fleet/overview`, `/fleet/me`,
@@ -26,12 +26,15 @@
  * On close the plugin ends parked long-poll claims (204) and unsubscribes from the
  * coordinator; it never closes the store, which belongs to the host.
  */
+import { tmpdir } from 'node:os';
+import { resolve } from 'node:path';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { type Clock, Coordinator, type DocumentStore } from '../../runtime/index.js';
 import { registerAdminRoutes } from './admin-routes.js';
 import type { Authenticate } from './auth.js';
+import { type BackupState, registerBackupRoutes } from './backup-routes.js';
 import { ClaimWaiters } from './claim-waiters.js';
 import { forbiddenKeyError } from './forbidden-keys.js';
 import { MAX_JOB_ID_LENGTH } from './http-schemas.js';
@@ -109,6 +112,13 @@ export interface FleetPluginOptions {
    * events written by other processes. @defaultValue 2000
    */
   streamRecheckMs?: number;
+  /**
+   * Folder where `GET /fleet/admin/backup` writes its copy of the database before
+   * sending it (created 0700 if missing; needs room for one copy). Put it on the
+   * database's disk rather than a RAM-backed temporary folder.
+   * @defaultValue the OS's temporary folder
+   */
+  backupDir?: string;
 }
 
 const DEFAULT_BODY_LIMIT = 1024 * 1024;
@@ -147,6 +157,7 @@ const Options = z
     inspector: z.boolean().optional(),
     streamHeartbeatMs: z.number().int().min(100).max(300_000).optional(),
     streamRecheckMs: z.number().int().min(10).max(60_000).optional(),
+    backupDir: z.string().min(1).optional(),
   })
   .refine((o) => (o.coordinator === undefined) !== (o.store === undefined), {
     message: 'give either a coordinator or a store, not both and not neither',
@@ -204,8 +215,10 @@ const fleetPluginImpl: FastifyPluginAsync<FleetPluginOptions> = async (fastify, 
     if (event.data.to === 'queued') waiters.notify(event.productId);
   });
   const unobserve = metrics.observe(coordinator);
+  const backups: BackupState = { dir: resolve(o.backupDir ?? tmpdir()), running: new Set() };
   app.addHook('preClose', (done) => {
     waiters.close();
+    for (const backup of backups.running) backup.abort(new Error('the server is closing'));
     done();
   });
   app.addHook('onClose', (_instance, done) => {
@@ -298,6 +311,7 @@ const fleetPluginImpl: FastifyPluginAsync<FleetPluginOptions> = async (fastify, 
       registerJobRoutes(fleet, ctx);
       registerWorkerRoutes(fleet, ctx);
       registerAdminRoutes(fleet, ctx);
+      registerBackupRoutes(fleet, ctx, backups);
       if (inspector) {
         registerOverviewRoutes(fleet, ctx, inspector);
         await registerStreamRoutes(fleet, ctx, inspector);

@@ -65,6 +65,7 @@ const WHEN: Partial<Record<ErrorCode, string>> = {
   UNKNOWN_DEPENDENCY: 'a dep names no job of this product',
   STORE_UNAVAILABLE: 'the store did not answer; retry',
   RATE_LIMITED: 'too many long-poll claims of this caller are waiting already; see Retry-After',
+  NOT_IMPLEMENTED: 'the server’s store does not support this',
 };
 
 /**

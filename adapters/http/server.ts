@@ -127,6 +127,8 @@ const devGrant = (token: string): TokenGrant => ({
   productId: DEV_PRODUCT,
   roles: [...FLEET_ROLES],
   subject: 'dev',
+  // One product, one person: the development token may also back the database up.
+  operator: true,
 });
 
 /**
@@ -195,6 +197,7 @@ export function tokenAuthenticator(grants: readonly TokenGrant[], actorKey: Buff
       roles: [...g.roles],
       subject: g.subject ?? tokenActor(actorKey, g.token),
       ...(g.factoryIds === undefined ? {} : { factoryIds: [...g.factoryIds] }),
+      ...(g.operator === true ? { operator: true } : {}),
     });
   }
   return (request: FastifyRequest) => {
@@ -306,6 +309,7 @@ export async function buildServer(
       metrics,
       maxParkedClaims: config.maxParkedClaims,
       listPageBytes: config.listPageBytes,
+      backupDir: config.backupDir,
     });
     // The standalone server's front door is the inspector (a host decides its own `/`).
     app.get('/', { schema: { hide: true } }, async (_request, reply) =>

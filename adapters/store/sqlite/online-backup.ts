@@ -27,7 +27,8 @@
  * loop) before the last step, which leaves that step 25 ms.
  *
  * The copy is written to a hidden `.<name>.<random>.partial` file beside `file` (mode
- * 0600: it holds every product's jobs) and only linked to `file` once complete, so
+ * 0600: it holds every product's jobs), switched to rollback-journal mode (one
+ * self-contained file) and only linked to `file` once complete, so
  * `file` either holds a whole backup or does not exist; a failure or an abort removes
  * the partial file.
  */
@@ -45,7 +46,7 @@ import {
 import { open } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { basename, dirname, join, resolve } from 'node:path';
-import type Database from 'better-sqlite3';
+import Database from 'better-sqlite3';
 import { FleetError } from '../../../runtime/index.js';
 
 /** Pages copied per step: 1 MiB at SQLite's 4 KiB pages, about 1.2 ms here (see above). */
@@ -194,13 +195,23 @@ export async function onlineBackup(
     }
     handle.close();
     handle = undefined;
+    // The copy carries the source's WAL flag: make it one self-contained file in
+    // rollback-journal mode, readable anywhere (read-only too). Fleet turns WAL back on
+    // when it opens it.
+    const copy = new Database(partial);
+    try {
+      copy.pragma('journal_mode = DELETE');
+    } finally {
+      copy.close();
+    }
     place(partial, target);
     syncFolder(folder);
     return { pages: progress.totalPages, bytes: statSync(target).size };
   } catch (e) {
     handle?.close();
     rmSync(partial, { force: true });
-    rmSync(`${partial}-journal`, { force: true });
+    for (const suffix of ['-journal', '-wal', '-shm'])
+      rmSync(`${partial}${suffix}`, { force: true });
     throw e;
   }
 }
