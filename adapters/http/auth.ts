@@ -124,6 +124,13 @@ export function actingAs(request: FastifyRequest & { body: { factoryId: string }
   return auth;
 }
 
+/**
+ * Who counts as one caller for per-caller limits (the request rate, parked long-poll
+ * claims): a product and a subject — one token of the standalone server.
+ */
+export const callerKey = (auth: FleetAuth): string =>
+  `${auth.productId}\u0000${auth.subject ?? ''}`;
+
 /** The caller of a request that passed its route's {@link guard}. */
 export function authOf(request: FastifyRequest): FleetAuth {
   const auth = auths.get(request);

@@ -24,6 +24,7 @@
  * | `FLEET_MAX_PARKED_CLAIMS` | long-poll claims one token may have waiting at once; one more → 429 | `64` |
  * | `FLEET_LIST_PAGE_BYTES` | byte budget of a page of `GET /fleet/jobs` (`512KiB`, `8MiB` accepted) | `4194304` |
  * | `FLEET_ACTOR_KEY` | secret (16+ characters) keying the event actor of tokens without a `subject` (see `actor-key.ts`) | derived per store |
+ * | `FLEET_RATE_LIMIT` | requests one token may make to the `/fleet` routes, e.g. `600/min`, `10/s`, `100/10s`; `off` | off |
  * | `FLEET_BACKUP_DIR` | where `GET /fleet/admin/backup` writes its copy of the database before sending it (created 0700) | the database's folder |
  *
  * With neither `FLEET_TOKENS` nor `FLEET_TOKENS_FILE`, the server makes a development
@@ -35,6 +36,7 @@ import { tmpdir } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
 import type { FleetRole } from './index.js';
+import { parseRateLimit, type RateLimit } from './rate-limit.js';
 
 /** Roles a token may carry. */
 export const FLEET_ROLES = [
@@ -107,6 +109,8 @@ export interface FleetConfig {
   maxParkedClaims: number;
   /** Byte budget of a page of `GET /fleet/jobs`. @defaultValue 4194304 (4 MiB) */
   listPageBytes: number;
+  /** Requests one token may make per window to the `/fleet` routes. @defaultValue null (no limit) */
+  rateLimit: RateLimit | null;
   /**
    * Folder where an online backup is written before it is sent (needs room for a copy
    * of the database). @defaultValue the database's folder (SQLite); the OS's temporary folder otherwise
@@ -156,6 +160,7 @@ export const KNOWN_VARIABLES = [
   'FLEET_MAX_PARKED_CLAIMS',
   'FLEET_LIST_PAGE_BYTES',
   'FLEET_BACKUP_DIR',
+  'FLEET_RATE_LIMIT',
 ] as const;
 
 /** The configuration is invalid; `problems` has one line per bad variable. */
@@ -245,6 +250,7 @@ const EnvSchema = z.object({
   FLEET_STORE: variable(oneOf(['sqlite', 'memory', 'cosmos'] as const), 'sqlite'),
   FLEET_DB: variable((raw) => raw, DEFAULTS.db),
   FLEET_BACKUP_DIR: variable((raw) => raw, undefined as string | undefined),
+  FLEET_RATE_LIMIT: variable(parseRateLimit, null as RateLimit | null),
   FLEET_LEASE_MS: variable(integer(1000, 86_400_000, ' (ms)'), DEFAULTS.leaseMs),
   FLEET_REAPER_INTERVAL_MS: variable(integer(10, 3_600_000, ' (ms)'), DEFAULTS.reaperIntervalMs),
   FLEET_BODY_LIMIT: variable(byteSize, DEFAULTS.bodyLimit),
@@ -496,6 +502,7 @@ export function loadConfig(
     connectionTimeoutMs: e.FLEET_CONNECTION_TIMEOUT_MS,
     maxParkedClaims: e.FLEET_MAX_PARKED_CLAIMS,
     listPageBytes: e.FLEET_LIST_PAGE_BYTES,
+    rateLimit: e.FLEET_RATE_LIMIT,
     backupDir:
       e.FLEET_BACKUP_DIR === undefined
         ? store.kind === 'sqlite'

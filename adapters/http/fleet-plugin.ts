@@ -45,6 +45,7 @@ import { FleetMetrics } from './metrics.js';
 import { registerOpenApi } from './openapi.js';
 import { registerOverviewRoutes } from './overview-routes.js';
 import { routeNotFound, sendProblem } from './problem.js';
+import { type RateLimit, registerRateLimit } from './rate-limit.js';
 import { DEFAULT_LIST_PAGE_BYTES, type FleetApp, type RouteContext } from './route-context.js';
 import { registerServiceRoutes } from './service-routes.js';
 import { registerStreamRoutes } from './stream-routes.js';
@@ -119,6 +120,12 @@ export interface FleetPluginOptions {
    * @defaultValue the OS's temporary folder
    */
   backupDir?: string;
+  /**
+   * Requests one caller (a product and `subject`) may make to the `/fleet` routes per
+   * window; one more is `429 RATE_LIMITED` with `Retry-After` (`rate-limit.ts`). A
+   * long-poll claim counts once. @defaultValue none
+   */
+  rateLimit?: RateLimit;
 }
 
 const DEFAULT_BODY_LIMIT = 1024 * 1024;
@@ -158,6 +165,12 @@ const Options = z
     streamHeartbeatMs: z.number().int().min(100).max(300_000).optional(),
     streamRecheckMs: z.number().int().min(10).max(60_000).optional(),
     backupDir: z.string().min(1).optional(),
+    rateLimit: z
+      .strictObject({
+        max: z.number().int().min(1),
+        windowMs: z.number().int().min(1000).max(86_400_000),
+      })
+      .optional(),
   })
   .refine((o) => (o.coordinator === undefined) !== (o.store === undefined), {
     message: 'give either a coordinator or a store, not both and not neither',
@@ -308,6 +321,7 @@ const fleetPluginImpl: FastifyPluginAsync<FleetPluginOptions> = async (fastify, 
     async (scope) => {
       const fleet = scope.withTypeProvider<ZodTypeProvider>() as FleetApp;
       fleet.setNotFoundHandler(notFound);
+      if (o.rateLimit) await registerRateLimit(fleet, o.rateLimit);
       registerJobRoutes(fleet, ctx);
       registerWorkerRoutes(fleet, ctx);
       registerAdminRoutes(fleet, ctx);

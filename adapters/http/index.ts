@@ -7,6 +7,7 @@ export {
   type Access,
   type Authenticate,
   admits,
+  callerKey,
   FLEET_ROLES,
   type FleetAuth,
   type FleetRole,
@@ -24,3 +25,4 @@ export {
   sendProblem,
   toProblem,
 } from './problem.js';
+export { parseRateLimit, type RateLimit } from './rate-limit.js';

@@ -310,6 +310,7 @@ export async function buildServer(
       maxParkedClaims: config.maxParkedClaims,
       listPageBytes: config.listPageBytes,
       backupDir: config.backupDir,
+      ...(config.rateLimit === null ? {} : { rateLimit: config.rateLimit }),
     });
     // The standalone server's front door is the inspector (a host decides its own `/`).
     app.get('/', { schema: { hide: true } }, async (_request, reply) =>
