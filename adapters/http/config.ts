@@ -25,6 +25,7 @@
  * | `FLEET_LIST_PAGE_BYTES` | byte budget of a page of `GET /fleet/jobs` (`512KiB`, `8MiB` accepted) | `4194304` |
  * | `FLEET_ACTOR_KEY` | secret (16+ characters) keying the event actor of tokens without a `subject` (see `actor-key.ts`) | derived per store |
  * | `FLEET_RATE_LIMIT` | requests one token may make to the `/fleet` routes, e.g. `600/min`, `10/s`, `100/10s`; `off` | off |
+ * | `FLEET_METRICS_TOKEN` | when set, `GET /metrics` needs `Authorization: Bearer <it>` (16–1000 printable characters; a secret) | — (open) |
  * | `FLEET_BACKUP_DIR` | where `GET /fleet/admin/backup` writes its copy of the database before sending it (created 0700) | the database's folder |
  *
  * With neither `FLEET_TOKENS` nor `FLEET_TOKENS_FILE`, the server makes a development
@@ -109,6 +110,8 @@ export interface FleetConfig {
   maxParkedClaims: number;
   /** Byte budget of a page of `GET /fleet/jobs`. @defaultValue 4194304 (4 MiB) */
   listPageBytes: number;
+  /** `FLEET_METRICS_TOKEN`: the bearer token `GET /metrics` requires. @defaultValue null (open) */
+  metricsToken: string | null;
   /** Requests one token may make per window to the `/fleet` routes. @defaultValue null (no limit) */
   rateLimit: RateLimit | null;
   /**
@@ -161,6 +164,7 @@ export const KNOWN_VARIABLES = [
   'FLEET_LIST_PAGE_BYTES',
   'FLEET_BACKUP_DIR',
   'FLEET_RATE_LIMIT',
+  'FLEET_METRICS_TOKEN',
 ] as const;
 
 /** The configuration is invalid; `problems` has one line per bad variable. */
@@ -441,6 +445,13 @@ export function loadConfig(
     );
   }
 
+  const metricsToken = set('FLEET_METRICS_TOKEN')?.trim() ?? null;
+  if (metricsToken !== null && !/^[\x21-\x7e]{16,1000}$/.test(metricsToken)) {
+    problems.push(
+      'FLEET_METRICS_TOKEN: must be 16 to 1000 printable ASCII characters without spaces (the value is not shown: it is a secret)',
+    );
+  }
+
   let store: StoreConfig | undefined;
   if (parsed.success) {
     const kind = parsed.data.FLEET_STORE;
@@ -502,6 +513,7 @@ export function loadConfig(
     connectionTimeoutMs: e.FLEET_CONNECTION_TIMEOUT_MS,
     maxParkedClaims: e.FLEET_MAX_PARKED_CLAIMS,
     listPageBytes: e.FLEET_LIST_PAGE_BYTES,
+    metricsToken,
     rateLimit: e.FLEET_RATE_LIMIT,
     backupDir:
       e.FLEET_BACKUP_DIR === undefined

@@ -14,7 +14,7 @@
  * host's. It serves, relative to the registration prefix:
  * - `/fleet/...`: every route of API.md, plus `POST /fleet/jobs/:id/progress`,
  *   `GET /fleet/jobs/:id/artifacts` and `GET /fleet/admin/backup` (`backup-routes.ts`);
- * - `/healthz`, `/readyz`, `/metrics` (no auth);
+ * - `/healthz`, `/readyz`, `/metrics` (no auth; `/metrics` behind `metricsToken` when set);
  * - `/docs` (Swagger UI) and `/docs/json` (OpenAPI 3.1), generated from the zod schemas;
  * - the inspector: `/inspector/...` pages and `/fleet/overview`, `/fleet/me`,
  *   `/fleet/stream` (Server-Sent Events), unless `inspector: false`.
@@ -126,6 +126,11 @@ export interface FleetPluginOptions {
    * long-poll claim counts once. @defaultValue none
    */
   rateLimit?: RateLimit;
+  /**
+   * Require `Authorization: Bearer <metricsToken>` on `GET /metrics` (`401` otherwise;
+   * compared in constant time). The metrics name every product. @defaultValue none: open
+   */
+  metricsToken?: string;
 }
 
 const DEFAULT_BODY_LIMIT = 1024 * 1024;
@@ -165,6 +170,10 @@ const Options = z
     streamHeartbeatMs: z.number().int().min(100).max(300_000).optional(),
     streamRecheckMs: z.number().int().min(10).max(60_000).optional(),
     backupDir: z.string().min(1).optional(),
+    metricsToken: z
+      .string()
+      .regex(/^[\x21-\x7e]{1,1000}$/, 'must be 1 to 1000 printable ASCII characters without spaces')
+      .optional(),
     rateLimit: z
       .strictObject({
         max: z.number().int().min(1),
@@ -308,7 +317,7 @@ const fleetPluginImpl: FastifyPluginAsync<FleetPluginOptions> = async (fastify, 
     }
   }
 
-  registerServiceRoutes(app, ctx);
+  registerServiceRoutes(app, ctx, { metricsToken: o.metricsToken });
   const inspector =
     o.inspector === false
       ? null

@@ -311,6 +311,7 @@ export async function buildServer(
       listPageBytes: config.listPageBytes,
       backupDir: config.backupDir,
       ...(config.rateLimit === null ? {} : { rateLimit: config.rateLimit }),
+      ...(config.metricsToken === null ? {} : { metricsToken: config.metricsToken }),
     });
     // The standalone server's front door is the inspector (a host decides its own `/`).
     app.get('/', { schema: { hide: true } }, async (_request, reply) =>

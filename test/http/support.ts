@@ -133,6 +133,7 @@ export async function buildTestApp(options: BuildOptions): Promise<TestApp> {
     ...(options.maxParkedClaims === undefined ? {} : { maxParkedClaims: options.maxParkedClaims }),
     ...(options.listPageBytes === undefined ? {} : { listPageBytes: options.listPageBytes }),
     ...(options.rateLimit === undefined ? {} : { rateLimit: options.rateLimit }),
+    ...(options.metricsToken === undefined ? {} : { metricsToken: options.metricsToken }),
   };
   await app.register(fleetPlugin, pluginOptions);
   await app.ready();

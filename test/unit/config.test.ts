@@ -33,6 +33,7 @@ describe('loadConfig', () => {
       connectionTimeoutMs: 60_000,
       maxParkedClaims: 64,
       listPageBytes: 4 * 1024 * 1024,
+      metricsToken: null,
       rateLimit: null,
       // Beside the database.
       backupDir: resolve('/srv/fleet', 'data'),
