@@ -13,6 +13,7 @@ export {
   type FleetRole,
 } from './auth.js';
 export { ClaimWaiters, type WaitResult } from './claim-waiters.js';
+export { fleetClientErrorHandler } from './client-errors.js';
 export { type FleetPluginOptions, fleetPlugin } from './fleet-plugin.js';
 export { MAX_JOB_ID_LENGTH } from './http-schemas.js';
 export { type ClaimWaitOutcome, FleetMetrics, PROMETHEUS_MEDIA_TYPE } from './metrics.js';

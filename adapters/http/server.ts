@@ -35,6 +35,7 @@ import {
   type Authenticate,
   type FleetAuth,
   FleetMetrics,
+  fleetClientErrorHandler,
   fleetFrameworkErrors,
   fleetPlugin,
 } from './index.js';
@@ -269,8 +270,10 @@ export async function buildServer(
       ...timeouts(config),
       // The router refuses exactly the ids the route schemas refuse (see MAX_JOB_ID_LENGTH).
       maxParamLength: MAX_JOB_ID_LENGTH,
-      // Malformed URLs and over-long params get problem documents too.
+      // Malformed URLs and over-long params get problem documents too...
       frameworkErrors: fleetFrameworkErrors,
+      // ...and so do requests Node's parser refuses (headers too large, bad framing).
+      clientErrorHandler: fleetClientErrorHandler,
     });
     for (const w of config.warnings) app.log.warn(w);
     // Fastify's close() waits for every connection to end, but a keep-alive connection
