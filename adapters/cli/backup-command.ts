@@ -14,21 +14,13 @@
  * it) and start Fleet.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import {
-  closeSync,
-  createWriteStream,
-  existsSync,
-  fsyncSync,
-  linkSync,
-  openSync,
-  renameSync,
-  rmSync,
-  statSync,
-} from 'node:fs';
+import { createWriteStream, existsSync, renameSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import Database from 'better-sqlite3';
+import { isFleetError } from '../../runtime/index.js';
+import { fsyncPath, placeNew } from '../store/sqlite/index.js';
 
 /** What `fleet backup` needs. */
 export interface BackupCommandOptions {
@@ -77,15 +69,6 @@ function explain(status: number, text: string): string {
 function expectedDigest(header: string | null): string | null {
   const m = header === null ? null : /(?:^|,)\s*sha-256=:([A-Za-z0-9+/=]+):/.exec(header);
   return m ? m[1]! : null;
-}
-
-function fsyncPath(path: string): void {
-  const fd = openSync(path, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
 }
 
 /** Opens the copy read-only: `integrity_check`, and how many jobs it holds. */
@@ -205,14 +188,13 @@ export async function runBackupCommand(
       renameSync(partial, target);
     } else {
       try {
-        linkSync(partial, target);
+        placeNew(partial, target);
       } catch (e) {
-        if ((e as { code?: string }).code === 'EEXIST') {
+        if (isFleetError(e, 'ALREADY_EXISTS')) {
           throw new BackupFailure(`${target} appeared meanwhile; it was not replaced`);
         }
         throw e;
       }
-      rmSync(partial);
     }
     fsyncPath(folder);
     const pages = response.headers.get('fleet-backup-pages');

@@ -92,6 +92,8 @@ export function registerBackupRoutes(app: FleetApp, ctx: RouteContext, state: Ba
     '/admin/backup',
     {
       onRequest: guard(ctx.authenticate, ['admin']),
+      // A HEAD would take a whole backup to send its headers.
+      exposeHeadRoute: false,
       // A download lasts as long as the database is large: not a request latency.
       config: { fleetStream: true },
       schema: {

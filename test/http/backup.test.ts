@@ -244,6 +244,13 @@ describe('online backup over HTTP', () => {
     expect(ok.headers['content-type']).toBe('application/vnd.sqlite3');
     expect(Number(ok.headers['content-length'])).toBe(ok.rawPayload.length);
     expect(ok.rawPayload.subarray(0, 16).toString('latin1')).toBe('SQLite format 3\u0000');
+    // No HEAD: it would copy the whole database to send headers.
+    const head = await server.app.inject({
+      method: 'HEAD',
+      url: '/fleet/admin/backup',
+      headers: { authorization: 'Bearer ops-token' },
+    });
+    expect(head.statusCode).toBe(404);
   });
 
   it('a store without an online backup answers 501 NOT_IMPLEMENTED', async () => {

@@ -199,6 +199,23 @@ describe('rate limits per caller', () => {
   });
 });
 
+describe('the OpenAPI document', () => {
+  it('lists 429 RATE_LIMITED on every /fleet route', async () => {
+    t = await buildTestApp({ store: createMemoryStore() });
+    const doc = (await t.call('GET', '/docs/json', { token: null })).json() as {
+      paths: Record<string, Record<string, { responses: Record<string, unknown> }>>;
+    };
+    const routes = Object.entries(doc.paths).filter(([path]) => path.startsWith('/fleet/'));
+    expect(routes.length).toBeGreaterThan(15);
+    for (const [path, operations] of routes) {
+      for (const [method, op] of Object.entries(operations)) {
+        expect(op.responses['429'], `${method} ${path}`).toBeDefined();
+      }
+    }
+    expect(JSON.stringify(doc)).toContain('FLEET_RATE_LIMIT');
+  });
+});
+
 describe('FLEET_RATE_LIMIT', () => {
   it('reads N/unit and N/<count><unit>; off; refuses the rest', () => {
     expect(parseRateLimit('600/min')).toEqual({ max: 600, windowMs: 60_000 });

@@ -111,9 +111,12 @@ async function flush(file: string): Promise<void> {
   }
 }
 
-/** Makes the link to a new file durable: fsync of its folder. */
-function syncFolder(folder: string): void {
-  const fd = openSync(folder, 'r');
+/**
+ * fsyncs a file or a folder by path: a file's data, or (for a folder) the names just
+ * linked in it.
+ */
+export function fsyncPath(path: string): void {
+  const fd = openSync(path, 'r');
   try {
     fsyncSync(fd);
   } finally {
@@ -121,8 +124,12 @@ function syncFolder(folder: string): void {
   }
 }
 
-/** Gives the complete copy its name; never replaces a file that appeared meanwhile. */
-function place(partial: string, target: string): void {
+/**
+ * Gives the file `partial` the name `target` and drops the old name, never replacing a
+ * file that exists at `target` (`ALREADY_EXISTS`): a hard link, or on a file system
+ * without them a rename after a check (a narrow race).
+ */
+export function placeNew(partial: string, target: string): void {
   try {
     linkSync(partial, target);
     rmSync(partial);
@@ -204,8 +211,8 @@ export async function onlineBackup(
     } finally {
       copy.close();
     }
-    place(partial, target);
-    syncFolder(folder);
+    placeNew(partial, target);
+    fsyncPath(folder);
     return { pages: progress.totalPages, bytes: statSync(target).size };
   } catch (e) {
     handle?.close();
