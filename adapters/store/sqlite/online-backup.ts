@@ -24,7 +24,12 @@
  * pages (1 MiB) takes 1.2 ms at the median, 2.2 ms at p99. The last step commits the
  * copy, and SQLite's fsync of it then waited 139 ms for the whole file to reach the
  * disk; the copy is therefore flushed with an asynchronous `fdatasync` (off the event
- * loop) before the last step, which leaves that step 25 ms.
+ * loop) before the last step, which leaves that step 25 ms. With 16 submitters writing
+ * throughout (a 367 MiB database, 368 steps, 3.2 s): submits went on at the same rate
+ * (p50 4.5 ms, p99 33 ms, against 7.8 and 37 ms without a backup); the event loop's
+ * p99 delay was 42 ms (17 ms without), its worst 120 ms — the last step, whose commit
+ * also writes the pages SQLite keeps for the copy in its cache (up to 16 MB) — and a
+ * few steps in between took 35-45 ms where that cache spilled to the file.
  *
  * The copy is written to a hidden `.<name>.<random>.partial` file beside `file` (mode
  * 0600: it holds every product's jobs), switched to rollback-journal mode (one
