@@ -15,8 +15,10 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream, existsSync, renameSync, rmSync, statSync } from 'node:fs';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { basename, dirname, join, resolve } from 'node:path';
-import { Readable, Transform } from 'node:stream';
+import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import Database from 'better-sqlite3';
 import { isFleetError } from '../../runtime/index.js';
@@ -63,6 +65,28 @@ function explain(status: number, text: string): string {
     501: ' (only the SQLite store has an online backup; back Cosmos DB up with its own backups)',
   };
   return `the server answered ${status}${code}${detail}${hint[status] ?? ''}`;
+}
+
+/**
+ * GETs `url`; resolves with the response once its headers are in. No timeout: the
+ * server sends nothing until its copy is made, which takes as long as the database is
+ * large (`fetch` would give up after 5 minutes).
+ */
+function get(url: URL, headers: Record<string, string>): Promise<IncomingMessage> {
+  return new Promise((resolve, reject) => {
+    const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
+    send(url, { headers }, resolve).on('error', reject).end();
+  });
+}
+
+/** The body of a refusal (a problem document), at most 64 KiB of it. */
+async function text(response: IncomingMessage): Promise<string> {
+  let body = '';
+  response.setEncoding('utf8');
+  for await (const chunk of response) {
+    if (body.length < 65_536) body += String(chunk);
+  }
+  return body.slice(0, 65_536);
 }
 
 /** `sha-256=:<base64>:` of a `Repr-Digest` header, or null. */
@@ -132,20 +156,24 @@ export async function runBackupCommand(
   );
   try {
     out(`fleet backup: the server is copying its database (online; large ones take a while)...`);
-    let response: Response;
+    let response: IncomingMessage;
     try {
-      response = await fetch(endpoint, {
-        headers: { authorization: `Bearer ${options.token}`, accept: 'application/vnd.sqlite3' },
+      response = await get(endpoint, {
+        authorization: `Bearer ${options.token}`,
+        accept: 'application/vnd.sqlite3',
       });
     } catch (e) {
-      const cause = (e as { cause?: { message?: string } }).cause?.message;
-      throw new BackupFailure(`cannot reach ${endpoint.origin}: ${cause ?? (e as Error).message}`);
+      throw new BackupFailure(`cannot reach ${endpoint.origin}: ${(e as Error).message}`);
     }
-    if (response.status !== 200 || response.body === null) {
-      throw new BackupFailure(explain(response.status, await response.text()));
+    const header = (name: string): string | null => {
+      const v = response.headers[name];
+      return typeof v === 'string' ? v : null;
+    };
+    if (response.statusCode !== 200) {
+      throw new BackupFailure(explain(response.statusCode ?? 0, await text(response)));
     }
-    const length = Number(response.headers.get('content-length') ?? Number.NaN);
-    const digest = expectedDigest(response.headers.get('repr-digest'));
+    const length = Number(header('content-length') ?? Number.NaN);
+    const digest = expectedDigest(header('repr-digest'));
     const hash = createHash('sha256');
     let received = 0;
     let reported = 0;
@@ -166,11 +194,7 @@ export async function runBackupCommand(
       },
     });
     try {
-      await pipeline(
-        Readable.fromWeb(response.body as import('node:stream/web').ReadableStream<Uint8Array>),
-        meter,
-        createWriteStream(partial, { flags: 'wx', mode: 0o600 }),
-      );
+      await pipeline(response, meter, createWriteStream(partial, { flags: 'wx', mode: 0o600 }));
     } catch (e) {
       throw new BackupFailure(
         `the download broke off after ${mib(received)}: ${(e as Error).message}`,
@@ -197,7 +221,7 @@ export async function runBackupCommand(
       }
     }
     fsyncPath(folder);
-    const pages = response.headers.get('fleet-backup-pages');
+    const pages = header('fleet-backup-pages');
     out(
       `fleet backup: wrote ${target}: ${mib(received)}${pages ? `, ${pages} pages` : ''}, ${jobs} jobs, integrity_check ok${digest ? ', SHA-256 verified' : ''} (${((performance.now() - started) / 1000).toFixed(1)} s)`,
     );
