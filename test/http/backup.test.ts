@@ -307,6 +307,32 @@ describe('online backup over HTTP', () => {
     expect((await get()).statusCode).toBe(200);
   });
 
+  it('a copy that takes longer than the idle connection timeout is still sent', async () => {
+    const folder = mkdtempSync(join(root, 'idle-'));
+    const server = await buildServer(
+      {
+        ...loadConfig({
+          FLEET_TOKENS: JSON.stringify(TOKENS),
+          PORT: '0',
+          FLEET_DB: join(folder, 'fleet.db'),
+        }),
+        connectionTimeoutMs: 100,
+      },
+      { logger: false },
+    );
+    servers.push(server);
+    const url = await listen(server);
+    // The copy starts only after three idle timeouts' worth of silence on the socket
+    // (timers fire in order of their deadlines: the socket's would fire first).
+    watchBackups(server.store, () => new Promise((r) => setTimeout(r, 300)));
+    const lines: string[] = [];
+    const file = join(folder, 'slow.db');
+    expect(await runBackupCommand({ url, token: 'ops-token', file }, (l) => lines.push(l))).toBe(
+      EXIT.ok,
+    );
+    expect(statSync(file).size).toBeGreaterThan(0);
+  });
+
   it('closing the server stops a backup under way; nothing is left in the backup folder', async () => {
     const folder = mkdtempSync(join(root, 'close-'));
     const backups = join(folder, 'backups');
