@@ -84,6 +84,10 @@ function sha256(file: string): Promise<string> {
   });
 }
 
+/**
+ * Registers `GET /admin/backup` (under the plugin's `/fleet` scope; see the file header).
+ * Backups under way are listed in `state.running`, which the plugin aborts on close.
+ */
 export function registerBackupRoutes(app: FleetApp, ctx: RouteContext, state: BackupState): void {
   const store = ctx.coordinator.store;
   let busy = false;
@@ -131,7 +135,7 @@ export function registerBackupRoutes(app: FleetApp, ctx: RouteContext, state: Ba
         throw new FleetError(
           'RATE_LIMITED',
           `a backup is already running; one at a time (retry after ${BUSY_RETRY_SECONDS} s)`,
-          { extra: { retryAfterSeconds: BUSY_RETRY_SECONDS } },
+          { extra: { limit: 1, retryAfterSeconds: BUSY_RETRY_SECONDS } },
         );
       }
       busy = true;
@@ -198,7 +202,7 @@ export function registerBackupRoutes(app: FleetApp, ctx: RouteContext, state: Ba
         { pages: result.pages, bytes: result.bytes, ms: Math.round(performance.now() - started) },
         'backup: copied; sending',
       );
-      const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+      const stamp = new Date(ctx.coordinator.clock.now()).toISOString().replace(/[:.]/g, '-');
       return reply
         .header('content-type', BACKUP_MEDIA_TYPE)
         .header('content-length', String(result.bytes))

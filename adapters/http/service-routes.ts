@@ -13,6 +13,10 @@ import { type FleetApp, problems, type RouteContext } from './route-context.js';
 /** How long the readiness probe waits for the store, in ms. */
 const READY_TIMEOUT_MS = 2000;
 
+/**
+ * Registers `/healthz`, `/readyz` and `/metrics` (no auth; `/metrics` needs
+ * `metricsToken` when one is given).
+ */
 export function registerServiceRoutes(
   app: FleetApp,
   ctx: RouteContext,
@@ -85,7 +89,7 @@ export function registerServiceRoutes(
         summary: 'Prometheus metrics (text exposition 0.0.4)',
         description:
           metricsToken === undefined
-            ? `${what} No authentication on this server (set \`FLEET_METRICS_TOKEN\` to require one).`
+            ? `${what} No authentication on this server (\`FLEET_METRICS_TOKEN\`, the plugin’s \`metricsToken\`, requires one).`
             : `${what} Needs this server’s metrics token (\`FLEET_METRICS_TOKEN\`), not a Fleet token: \`Authorization: Bearer <metrics token>\`; anything else → \`401 UNAUTHENTICATED\`.`,
         security: metricsToken === undefined ? [] : [{ bearerAuth: [] }],
         ...(metricsToken === undefined

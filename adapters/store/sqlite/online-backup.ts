@@ -71,8 +71,11 @@ export interface BackupProgress {
   remainingPages: number;
 }
 
+/** Options of {@link onlineBackup}. */
 export interface OnlineBackupOptions {
+  /** Called after each step, synchronously (a throw ends the backup). */
   onProgress?: (progress: BackupProgress) => void;
+  /** Aborting ends the backup at its next step, rejecting with the signal's reason. */
   signal?: AbortSignal;
 }
 
