@@ -270,6 +270,21 @@ export interface DocumentStore {
   commit?(c: JobCommit): Promise<Stored<JobDoc>>;
   /** Resolves when the store answers (readiness probe). */
   ping(): Promise<void>;
+  /**
+   * Optional (stores kept in a local file: SQLite): writes a consistent copy of the whole
+   * store to the new file `file` while the store keeps serving, and resolves with its
+   * size. The copy holds every write committed before the call, and is a state the
+   * store was in (never half a commit). Refuses a `file` that exists (`ALREADY_EXISTS`);
+   * leaves nothing at `file` when it fails or `signal` aborts. `onProgress` is called
+   * after each step of the copy.
+   */
+  backup?(
+    file: string,
+    options?: {
+      onProgress?: (progress: { totalPages: number; remainingPages: number }) => void;
+      signal?: AbortSignal;
+    },
+  ): Promise<{ pages: number; bytes: number }>;
   /** Releases resources; the store is unusable afterwards. */
   close(): Promise<void>;
 }

@@ -26,6 +26,8 @@ export const ERROR_CODES = {
   /** A persisted snapshot was written by a machine version this build does not know. */
   SNAPSHOT_VERSION: { status: 500, title: 'Unknown machine version' },
   RATE_LIMITED: { status: 429, title: 'Too many requests' },
+  /** The operation exists, but not on this server's store (an online backup on Cosmos DB). */
+  NOT_IMPLEMENTED: { status: 501, title: 'Not implemented' },
   /** The store did not answer, or answered with an unknown outcome. */
   STORE_UNAVAILABLE: { status: 503, title: 'Store unavailable' },
   INTERNAL: { status: 500, title: 'Internal error' },

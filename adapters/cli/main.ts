@@ -273,6 +273,31 @@ Exit 0 ships the job; 75 fails it as transient (retried); another status fails i
       }),
     );
 
+  program
+    .command('backup')
+    .description(
+      'download a consistent copy of the running server’s SQLite database (an operator admin token)',
+    )
+    .argument('<file>', 'where to write the copy (refused if it exists, unless --overwrite)')
+    .option('--url <url>', 'the Fleet server (default: FLEET_URL, else http://127.0.0.1:8080)')
+    .option('--token-file <file>', 'read the token from this file (default: FLEET_TOKEN)')
+    .option('--overwrite', 'replace FILE if it exists')
+    .action(
+      run(async (file: string, o: Record<string, unknown>) => {
+        const { connection } = await import('./connection.js');
+        const { runBackupCommand } = await import('./backup-command.js');
+        const { url, token } = connection({
+          ...(o.url ? { url: o.url as string } : {}),
+          ...(o.tokenFile ? { tokenFile: o.tokenFile as string } : {}),
+        });
+        return runBackupCommand(
+          { url, token, file, overwrite: o.overwrite === true },
+          (line) => process.stdout.write(`${line}\n`),
+          (line) => process.stderr.write(`${line}\n`),
+        );
+      }),
+    );
+
   // `fleet machines` is the inspector's (adapters/ui/machines-command.ts): its own
   // options and help, parsed there.
   program

@@ -27,6 +27,11 @@ export interface FleetAuth {
    * colleague holding a factory token of the same product).
    */
   factoryIds?: readonly string[];
+  /**
+   * May take server-wide actions that cross products: an online backup of the database
+   * (it holds every product's jobs). Needs the `admin` role too. @defaultValue false
+   */
+  operator?: boolean;
 }
 
 /**
@@ -57,10 +62,11 @@ function checked(auth: unknown): FleetAuth | null {
     !Array.isArray(a.roles) ||
     (a.subject !== undefined && typeof a.subject !== 'string') ||
     (a.factoryIds !== undefined &&
-      (!Array.isArray(a.factoryIds) || !a.factoryIds.every((f) => typeof f === 'string')))
+      (!Array.isArray(a.factoryIds) || !a.factoryIds.every((f) => typeof f === 'string'))) ||
+    (a.operator !== undefined && typeof a.operator !== 'boolean')
   ) {
     throw new TypeError(
-      'authenticate() returned an invalid FleetAuth: want { productId: string (1-200 chars), roles: FleetRole[], subject?: string, factoryIds?: string[] }',
+      'authenticate() returned an invalid FleetAuth: want { productId: string (1-200 chars), roles: FleetRole[], subject?: string, factoryIds?: string[], operator?: boolean }',
     );
   }
   return {
@@ -68,6 +74,7 @@ function checked(auth: unknown): FleetAuth | null {
     roles: a.roles.filter((r): r is FleetRole => ROLE_SET.has(r)),
     ...(a.subject === undefined ? {} : { subject: a.subject }),
     ...(a.factoryIds === undefined ? {} : { factoryIds: [...a.factoryIds] }),
+    ...(a.operator === true ? { operator: true } : {}),
   };
 }
 
@@ -116,6 +123,13 @@ export function actingAs(request: FastifyRequest & { body: { factoryId: string }
   mustActAs(auth, request.body.factoryId);
   return auth;
 }
+
+/**
+ * Who counts as one caller for per-caller limits (the request rate, parked long-poll
+ * claims): a product and a subject — one token of the standalone server.
+ */
+export const callerKey = (auth: FleetAuth): string =>
+  `${auth.productId}\u0000${auth.subject ?? ''}`;
 
 /** The caller of a request that passed its route's {@link guard}. */
 export function authOf(request: FastifyRequest): FleetAuth {

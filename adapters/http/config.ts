@@ -25,15 +25,20 @@
  * | `FLEET_MAX_PARKED_CLAIMS` | long-poll claims one token may have waiting at once; one more → 429 | `64` |
  * | `FLEET_LIST_PAGE_BYTES` | byte budget of a page of `GET /fleet/jobs` (`512KiB`, `8MiB` accepted) | `4194304` |
  * | `FLEET_ACTOR_KEY` | secret (16+ characters) keying the event actor of tokens without a `subject` (see `actor-key.ts`) | derived per store |
+ * | `FLEET_RATE_LIMIT` | requests one token may make to the `/fleet` routes, e.g. `600/min`, `10/s`, `100/10s`; `off` | off |
+ * | `FLEET_METRICS_TOKEN` | when set, `GET /metrics` needs `Authorization: Bearer <it>` (16–1000 printable characters; a secret) | — (open) |
+ * | `FLEET_BACKUP_DIR` | where `GET /fleet/admin/backup` writes its copy of the database before sending it (created 0700) | the database's folder |
  *
  * With neither `FLEET_TOKENS` nor `FLEET_TOKENS_FILE`, the server makes a development
  * admin token (see `server.ts`). Setting both is an error. An empty variable counts as
  * unset. An unknown `FLEET_*` variable is a warning (a typo would otherwise be silent).
  */
 import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { tmpdir } from 'node:os';
+import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
 import type { FleetRole } from './index.js';
+import { parseRateLimit, type RateLimit } from './rate-limit.js';
 
 /** Roles a token may carry. */
 export const FLEET_ROLES = [
@@ -54,6 +59,11 @@ export interface TokenGrant {
   subject?: string;
   /** The factory ids it may act as (claims, heartbeats, lease calls, moves). @defaultValue any */
   factoryIds?: string[];
+  /**
+   * May take server-wide actions across products (an online backup: it holds every
+   * product's jobs); needs the `admin` role. @defaultValue false
+   */
+  operator?: boolean;
 }
 
 export type StoreConfig =
@@ -103,6 +113,15 @@ export interface FleetConfig {
   maxParkedClaims: number;
   /** Byte budget of a page of `GET /fleet/jobs`. @defaultValue 4194304 (4 MiB) */
   listPageBytes: number;
+  /** `FLEET_METRICS_TOKEN`: the bearer token `GET /metrics` requires. @defaultValue null (open) */
+  metricsToken: string | null;
+  /** Requests one token may make per window to the `/fleet` routes. @defaultValue null (no limit) */
+  rateLimit: RateLimit | null;
+  /**
+   * Folder where an online backup is written before it is sent (needs room for a copy
+   * of the database). @defaultValue the database's folder (SQLite); the OS's temporary folder otherwise
+   */
+  backupDir: string;
   /**
    * `FLEET_ACTOR_KEY`: keys the actor ids of tokens without a subject.
    * @defaultValue null: derived from the store (see `actor-key.ts`)
@@ -150,6 +169,9 @@ export const KNOWN_VARIABLES = [
   // read by the client commands and the agent (`fleet agent`), not by the server
   'FLEET_URL',
   'FLEET_TOKEN',
+  'FLEET_BACKUP_DIR',
+  'FLEET_RATE_LIMIT',
+  'FLEET_METRICS_TOKEN',
 ] as const;
 
 /** The configuration is invalid; `problems` has one line per bad variable. */
@@ -238,6 +260,8 @@ const EnvSchema = z.object({
   PORT: variable(integer(0, 65_535), DEFAULTS.port),
   FLEET_STORE: variable(oneOf(['sqlite', 'memory', 'cosmos'] as const), 'sqlite'),
   FLEET_DB: variable((raw) => raw, DEFAULTS.db),
+  FLEET_BACKUP_DIR: variable((raw) => raw, undefined as string | undefined),
+  FLEET_RATE_LIMIT: variable(parseRateLimit, null as RateLimit | null),
   FLEET_LEASE_MS: variable(integer(1000, 86_400_000, ' (ms)'), DEFAULTS.leaseMs),
   FLEET_REAPER_INTERVAL_MS: variable(integer(10, 3_600_000, ' (ms)'), DEFAULTS.reaperIntervalMs),
   FLEET_BODY_LIMIT: variable(byteSize, DEFAULTS.bodyLimit),
@@ -278,6 +302,7 @@ const TokenSchema = z.strictObject({
     .min(1, 'must name at least one factory (leave it out for any)')
     .max(10_000)
     .optional(),
+  operator: z.boolean({ error: 'must be true or false' }).optional(),
 });
 
 const TokensSchema = z
@@ -323,6 +348,15 @@ function tokenIssueMessage(issue: z.core.$ZodIssue): string {
   return issue.message;
 }
 
+/** Combinations the schema cannot express: an operator grant must be an admin one. */
+function grantProblems(name: string, grants: readonly TokenGrant[], problems: string[]): void {
+  grants.forEach((g, i) => {
+    if (g.operator === true && !g.roles.includes('admin')) {
+      problems.push(`${name}[${i}].operator: needs the role admin in the same grant`);
+    }
+  });
+}
+
 /**
  * Parses a token list; problems are prefixed with `name` (the variable). No problem
  * quotes the text: it is made of secrets (see {@link tokenIssueMessage}).
@@ -347,6 +381,7 @@ function parseTokens(name: string, text: string, problems: string[]): TokenGrant
   if (r.data.length === 0) {
     problems.push(`${name}: lists no token; every request would be refused`);
   }
+  grantProblems(name, r.data, problems);
   return r.data.map((g) => ({ ...g, roles: [...new Set(g.roles)] }));
 }
 
@@ -418,6 +453,13 @@ export function loadConfig(
     );
   }
 
+  const metricsToken = set('FLEET_METRICS_TOKEN')?.trim() ?? null;
+  if (metricsToken !== null && !/^[\x21-\x7e]{16,1000}$/.test(metricsToken)) {
+    problems.push(
+      'FLEET_METRICS_TOKEN: must be 16 to 1000 printable ASCII characters without spaces (the value is not shown: it is a secret)',
+    );
+  }
+
   let store: StoreConfig | undefined;
   if (parsed.success) {
     const kind = parsed.data.FLEET_STORE;
@@ -480,6 +522,14 @@ export function loadConfig(
     connectionTimeoutMs: e.FLEET_CONNECTION_TIMEOUT_MS,
     maxParkedClaims: e.FLEET_MAX_PARKED_CLAIMS,
     listPageBytes: e.FLEET_LIST_PAGE_BYTES,
+    metricsToken,
+    rateLimit: e.FLEET_RATE_LIMIT,
+    backupDir:
+      e.FLEET_BACKUP_DIR === undefined
+        ? store.kind === 'sqlite'
+          ? dirname(store.path)
+          : tmpdir()
+        : resolve(cwd, e.FLEET_BACKUP_DIR),
     actorKey,
     warnings,
   };

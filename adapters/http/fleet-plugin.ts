@@ -12,9 +12,9 @@
  * The plugin is encapsulated: its validator (zod), JSON body parser, error handler
  * (problem documents), hooks and docs apply to its own routes only, never to the
  * host's. It serves, relative to the registration prefix:
- * - `/fleet/...`: every route of API.md, plus `POST /fleet/jobs/:id/progress` and
- *   `GET /fleet/jobs/:id/artifacts`;
- * - `/healthz`, `/readyz`, `/metrics` (no auth);
+ * - `/fleet/...`: every route of API.md, plus `POST /fleet/jobs/:id/progress`,
+ *   `GET /fleet/jobs/:id/artifacts` and `GET /fleet/admin/backup` (`backup-routes.ts`);
+ * - `/healthz`, `/readyz`, `/metrics` (no auth; `/metrics` behind `metricsToken` when set);
  * - `/docs` (Swagger UI) and `/docs/json` (OpenAPI 3.1), generated from the zod schemas;
  * - the inspector: `/inspector/...` pages and `/fleet/overview`, `/fleet/me`,
  *   `/fleet/stream` (Server-Sent Events), unless `inspector: false`.
@@ -26,12 +26,15 @@
  * On close the plugin ends parked long-poll claims (204) and unsubscribes from the
  * coordinator; it never closes the store, which belongs to the host.
  */
+import { tmpdir } from 'node:os';
+import { resolve } from 'node:path';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { type Clock, Coordinator, type DocumentStore } from '../../runtime/index.js';
 import { registerAdminRoutes } from './admin-routes.js';
 import type { Authenticate } from './auth.js';
+import { type BackupState, registerBackupRoutes } from './backup-routes.js';
 import { ClaimWaiters } from './claim-waiters.js';
 import { forbiddenKeyError } from './forbidden-keys.js';
 import { MAX_JOB_ID_LENGTH } from './http-schemas.js';
@@ -42,6 +45,7 @@ import { FleetMetrics } from './metrics.js';
 import { registerOpenApi } from './openapi.js';
 import { registerOverviewRoutes } from './overview-routes.js';
 import { routeNotFound, sendProblem } from './problem.js';
+import { type RateLimit, registerRateLimit } from './rate-limit.js';
 import { DEFAULT_LIST_PAGE_BYTES, type FleetApp, type RouteContext } from './route-context.js';
 import { registerServiceRoutes } from './service-routes.js';
 import { registerStreamRoutes } from './stream-routes.js';
@@ -109,6 +113,24 @@ export interface FleetPluginOptions {
    * events written by other processes. @defaultValue 2000
    */
   streamRecheckMs?: number;
+  /**
+   * Folder where `GET /fleet/admin/backup` writes its copy of the database before
+   * sending it (created 0700 if missing; needs room for one copy). Put it on the
+   * database's disk rather than a RAM-backed temporary folder.
+   * @defaultValue the OS's temporary folder
+   */
+  backupDir?: string;
+  /**
+   * Requests one caller (a product and `subject`) may make to the `/fleet` routes per
+   * window; one more is `429 RATE_LIMITED` with `Retry-After` (`rate-limit.ts`). A
+   * long-poll claim counts once. @defaultValue none
+   */
+  rateLimit?: RateLimit;
+  /**
+   * Require `Authorization: Bearer <metricsToken>` on `GET /metrics` (`401` otherwise;
+   * compared in constant time). The metrics name every product. @defaultValue none: open
+   */
+  metricsToken?: string;
 }
 
 const DEFAULT_BODY_LIMIT = 1024 * 1024;
@@ -147,6 +169,17 @@ const Options = z
     inspector: z.boolean().optional(),
     streamHeartbeatMs: z.number().int().min(100).max(300_000).optional(),
     streamRecheckMs: z.number().int().min(10).max(60_000).optional(),
+    backupDir: z.string().min(1).optional(),
+    metricsToken: z
+      .string()
+      .regex(/^[\x21-\x7e]{1,1000}$/, 'must be 1 to 1000 printable ASCII characters without spaces')
+      .optional(),
+    rateLimit: z
+      .strictObject({
+        max: z.number().int().min(1),
+        windowMs: z.number().int().min(1000).max(86_400_000),
+      })
+      .optional(),
   })
   .refine((o) => (o.coordinator === undefined) !== (o.store === undefined), {
     message: 'give either a coordinator or a store, not both and not neither',
@@ -204,8 +237,10 @@ const fleetPluginImpl: FastifyPluginAsync<FleetPluginOptions> = async (fastify, 
     if (event.data.to === 'queued') waiters.notify(event.productId);
   });
   const unobserve = metrics.observe(coordinator);
+  const backups: BackupState = { dir: resolve(o.backupDir ?? tmpdir()), running: new Set() };
   app.addHook('preClose', (done) => {
     waiters.close();
+    for (const backup of backups.running) backup.abort(new Error('the server is closing'));
     done();
   });
   app.addHook('onClose', (_instance, done) => {
@@ -282,7 +317,7 @@ const fleetPluginImpl: FastifyPluginAsync<FleetPluginOptions> = async (fastify, 
     }
   }
 
-  registerServiceRoutes(app, ctx);
+  registerServiceRoutes(app, ctx, { metricsToken: o.metricsToken });
   const inspector =
     o.inspector === false
       ? null
@@ -295,9 +330,11 @@ const fleetPluginImpl: FastifyPluginAsync<FleetPluginOptions> = async (fastify, 
     async (scope) => {
       const fleet = scope.withTypeProvider<ZodTypeProvider>() as FleetApp;
       fleet.setNotFoundHandler(notFound);
+      if (o.rateLimit) await registerRateLimit(fleet, o.rateLimit);
       registerJobRoutes(fleet, ctx);
       registerWorkerRoutes(fleet, ctx);
       registerAdminRoutes(fleet, ctx);
+      registerBackupRoutes(fleet, ctx, backups);
       if (inspector) {
         registerOverviewRoutes(fleet, ctx, inspector);
         await registerStreamRoutes(fleet, ctx, inspector);

@@ -7,11 +7,13 @@ export {
   type Access,
   type Authenticate,
   admits,
+  callerKey,
   FLEET_ROLES,
   type FleetAuth,
   type FleetRole,
 } from './auth.js';
 export { ClaimWaiters, type WaitResult } from './claim-waiters.js';
+export { fleetClientErrorHandler } from './client-errors.js';
 export { type FleetPluginOptions, fleetPlugin } from './fleet-plugin.js';
 export { MAX_JOB_ID_LENGTH } from './http-schemas.js';
 export { type ClaimWaitOutcome, FleetMetrics, PROMETHEUS_MEDIA_TYPE } from './metrics.js';
@@ -24,3 +26,4 @@ export {
   sendProblem,
   toProblem,
 } from './problem.js';
+export { parseRateLimit, type RateLimit } from './rate-limit.js';

@@ -54,6 +54,12 @@ before the operation, and their own guards (lease epoch, lifecycle) decide any r
 summaries (no \`bodyMd\`, no \`manifestSnapshot\`) unless asked \`view=full\`, and its pages end early at a
 byte budget (4 MiB by default): a page may hold fewer than \`limit\` items, so follow \`nextCursor\` until null.
 
+**Rate limits.** When the server has one (\`FLEET_RATE_LIMIT\`; the plugin's \`rateLimit\`), each caller (a token)
+may make so many requests to the \`/fleet\` routes per window; one more → \`429 RATE_LIMITED\` with \`Retry-After\`
+(seconds) and \`limit\`, \`windowSeconds\`, \`retryAfterSeconds\` in the problem. Answers then carry
+\`x-ratelimit-limit\`, \`x-ratelimit-remaining\` and \`x-ratelimit-reset\`. A long-poll claim counts once, however long
+it waits. Requests without valid credentials are answered 401 and not counted.
+
 Times are ISO-8601 UTC strings; ids are opaque strings.`;
 
 const withComponents = createJsonSchemaTransformObject({ schemaRegistry: openApiRegistry });

@@ -46,6 +46,7 @@ export const problemType = (code: ErrorCode): string =>
 const GENERIC_5XX: Partial<Record<ErrorCode, string>> = {
   STORE_UNAVAILABLE: 'the store is unavailable; try again shortly',
   SNAPSHOT_VERSION: 'a stored job was written by a newer Fleet build; this server cannot read it',
+  NOT_IMPLEMENTED: 'the store this server runs on does not support this operation',
 };
 
 /** Members a FleetError's `extra` may not override. */

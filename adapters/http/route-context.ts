@@ -64,7 +64,9 @@ const WHEN: Partial<Record<ErrorCode, string>> = {
   DEPENDENCY_CYCLE: 'the deps would form a cycle',
   UNKNOWN_DEPENDENCY: 'a dep names no job of this product',
   STORE_UNAVAILABLE: 'the store did not answer; retry',
-  RATE_LIMITED: 'too many long-poll claims of this caller are waiting already; see Retry-After',
+  RATE_LIMITED:
+    'over the caller’s request rate (when the server has one), or too many long-poll claims of this caller waiting already; see Retry-After',
+  NOT_IMPLEMENTED: 'the server’s store does not support this',
 };
 
 /**
@@ -88,5 +90,5 @@ export function problems(...codes: ErrorCode[]): Record<number, unknown> {
   return out;
 }
 
-/** Error responses of every authenticated route. */
-export const AUTH_CODES: ErrorCode[] = ['UNAUTHENTICATED', 'FORBIDDEN'];
+/** Error responses of every authenticated route (each is also rate limited, when a limit is set). */
+export const AUTH_CODES: ErrorCode[] = ['UNAUTHENTICATED', 'FORBIDDEN', 'RATE_LIMITED'];

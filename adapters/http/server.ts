@@ -36,6 +36,7 @@ import {
   type Authenticate,
   type FleetAuth,
   FleetMetrics,
+  fleetClientErrorHandler,
   fleetFrameworkErrors,
   fleetPlugin,
 } from './index.js';
@@ -128,6 +129,8 @@ const devGrant = (token: string): TokenGrant => ({
   productId: DEV_PRODUCT,
   roles: [...FLEET_ROLES],
   subject: 'dev',
+  // One product, one person: the development token may also back the database up.
+  operator: true,
 });
 
 /**
@@ -196,6 +199,7 @@ export function tokenAuthenticator(grants: readonly TokenGrant[], actorKey: Buff
       roles: [...g.roles],
       subject: g.subject ?? tokenActor(actorKey, g.token),
       ...(g.factoryIds === undefined ? {} : { factoryIds: [...g.factoryIds] }),
+      ...(g.operator === true ? { operator: true } : {}),
     });
   }
   return (request: FastifyRequest) => {
@@ -281,8 +285,10 @@ export async function buildServer(
       ...timeouts(config),
       // The router refuses exactly the ids the route schemas refuse (see MAX_JOB_ID_LENGTH).
       maxParamLength: MAX_JOB_ID_LENGTH,
-      // Malformed URLs and over-long params get problem documents too.
+      // Malformed URLs and over-long params get problem documents too...
       frameworkErrors: fleetFrameworkErrors,
+      // ...and so do requests Node's parser refuses (headers too large, bad framing).
+      clientErrorHandler: fleetClientErrorHandler,
     });
     for (const w of config.warnings) app.log.warn(w);
     // Fastify's close() waits for every connection to end, but a keep-alive connection
@@ -321,6 +327,9 @@ export async function buildServer(
       metrics,
       maxParkedClaims: config.maxParkedClaims,
       listPageBytes: config.listPageBytes,
+      backupDir: config.backupDir,
+      ...(config.rateLimit === null ? {} : { rateLimit: config.rateLimit }),
+      ...(config.metricsToken === null ? {} : { metricsToken: config.metricsToken }),
     });
     // The standalone server's front door is the inspector (a host decides its own `/`).
     app.get('/', { schema: { hide: true } }, async (_request, reply) =>

@@ -14,7 +14,7 @@
  * own `close` fires as soon as its body has been read, long before the client leaves.
  */
 import { type ClaimGrant, FleetError } from '../../runtime/index.js';
-import { actingAs, authOf, type FleetAuth, guard, mustActAs } from './auth.js';
+import { actingAs, authOf, callerKey, type FleetAuth, guard, mustActAs } from './auth.js';
 import { conditionOf } from './conditional.js';
 import { leaseWithTtl, mustUnfenced } from './fence.js';
 import {
@@ -96,9 +96,6 @@ async function claimOrWait(
     if (parked) ctx.metrics.claimWaitEnded(outcome);
   }
 }
-
-/** Whose long-poll slots a claim takes: its product and subject (one token, standalone). */
-const callerKey = (auth: FleetAuth): string => `${auth.productId}\u0000${auth.subject ?? ''}`;
 
 function tooManyParked(ctx: RouteContext): FleetError {
   const retryAfterSeconds = Math.max(1, Math.ceil(ctx.claimRecheckMs / 1000));

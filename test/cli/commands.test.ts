@@ -312,6 +312,7 @@ describe('fleet commands', { timeout: PROCESS_TEST_MS }, () => {
       'requeue',
       'cancel',
       'events',
+      'backup',
     ];
     const results = await Promise.all(commands.map((c) => fleet([c, '--help'])));
     for (const [i, r] of results.entries()) {

@@ -94,6 +94,8 @@ export interface BuildOptions {
   leaseMs?: number;
   maxParkedClaims?: number;
   listPageBytes?: number;
+  rateLimit?: FleetPluginOptions['rateLimit'];
+  metricsToken?: string;
 }
 
 /** Builds (but does not listen) the test app around `store`. */
@@ -130,6 +132,8 @@ export async function buildTestApp(options: BuildOptions): Promise<TestApp> {
     ...(options.claimRecheckMs === undefined ? {} : { claimRecheckMs: options.claimRecheckMs }),
     ...(options.maxParkedClaims === undefined ? {} : { maxParkedClaims: options.maxParkedClaims }),
     ...(options.listPageBytes === undefined ? {} : { listPageBytes: options.listPageBytes }),
+    ...(options.rateLimit === undefined ? {} : { rateLimit: options.rateLimit }),
+    ...(options.metricsToken === undefined ? {} : { metricsToken: options.metricsToken }),
   };
   await app.register(fleetPlugin, pluginOptions);
   await app.ready();

@@ -33,6 +33,10 @@ describe('loadConfig', () => {
       connectionTimeoutMs: 60_000,
       maxParkedClaims: 64,
       listPageBytes: 4 * 1024 * 1024,
+      metricsToken: null,
+      rateLimit: null,
+      // Beside the database.
+      backupDir: resolve('/srv/fleet', 'data'),
       actorKey: null,
       warnings: [],
     });
@@ -122,7 +126,7 @@ describe('loadConfig', () => {
       expect.arrayContaining([
         'FLEET_TOKENS[0].roles: must name at least one role',
         // Unknown members are not named: a member name may be a token pasted there.
-        'FLEET_TOKENS[1]: has a member other than token, productId, roles, subject, factoryIds (not named here: it may be a secret)',
+        'FLEET_TOKENS[1]: has a member other than token, productId, roles, subject, factoryIds, operator (not named here: it may be a secret)',
       ]),
     );
     expect(

@@ -220,6 +220,16 @@ export class Engine {
     return open.promise.then(check);
   }
 
+  /**
+   * Commits the open batch now, if there is one, as its scheduled commit would (its
+   * waiters resolve, a failure rejects them): the online backup needs a moment with no
+   * write transaction open.
+   */
+  commitNow(): void {
+    const batch = this.#batch;
+    if (batch !== null) this.#end(batch);
+  }
+
   /** Commits the open batch (its waiters resolve), then closes the connection. */
   close(): void {
     if (this.closed) return;

@@ -3,6 +3,13 @@
  * implements the `DocumentStore` port on one database file.
  */
 
+export {
+  type BackupProgress,
+  fsyncPath,
+  type OnlineBackupOptions,
+  PAGES_PER_STEP,
+  placeNew,
+} from './online-backup.js';
 export { MIGRATIONS, type Migration, SCHEMA_VERSION } from './schema.js';
 export {
   DEFAULT_PATH,

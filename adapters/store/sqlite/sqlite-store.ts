@@ -66,6 +66,7 @@ import {
 import { RandomEtags } from '../shared/etag.js';
 import { jobListOptions, jsonBytes, PageBudget } from '../shared/job-list.js';
 import { type DB, Engine, mapError, type Statement } from './engine.js';
+import { type OnlineBackupOptions, onlineBackup } from './online-backup.js';
 
 export { IN_USE_DETAIL, MAX_BATCH_WRITES } from './engine.js';
 
@@ -103,6 +104,8 @@ export type SqliteStore = DocumentStore & {
   readonly path: string;
   /** commits so far (for tests/bench) */
   readonly commits: number;
+  /** Always present on SQLite (see `online-backup.ts`). */
+  backup: NonNullable<DocumentStore['backup']>;
 };
 
 export const DEFAULT_PATH = './data/fleet.db';
@@ -1285,6 +1288,20 @@ class SqliteDocumentStore implements DocumentStore {
       this.#ping.get();
     } catch (e) {
       throw mapError(e, 'ping');
+    }
+  }
+
+  /** A consistent copy of the database in the new file `file`, taken online (`online-backup.ts`). */
+  async backup(
+    file: string,
+    options: OnlineBackupOptions = {},
+  ): Promise<{ pages: number; bytes: number }> {
+    try {
+      this.#engine.assertOpen();
+      return await onlineBackup(this.#engine, file, options);
+    } catch (e) {
+      if (options.signal?.aborted && e === options.signal.reason) throw e;
+      throw mapError(e, 'backup');
     }
   }
 
