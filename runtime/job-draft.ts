@@ -9,7 +9,7 @@
  * into outbox effects. Nothing is written here: the coordinator writes `finalize()`'s
  * document with the etag of `before`, and carries out the outbox only after that.
  */
-import { type AnyStateMachine, transition } from 'xstate';
+import type { AnyStateMachine } from 'xstate';
 import {
   JOB_MACHINE_VERSION,
   type JobContext,
@@ -23,6 +23,7 @@ import { iso, ms } from './clock.js';
 import type { Stored } from './document-store.port.js';
 import { FleetError } from './errors.js';
 import { eventId, type JobEventData, type JobEventType, runId } from './events.js';
+import { stepper } from './machine-step.js';
 import type {
   ErrorInfo,
   EventDoc,
@@ -187,7 +188,7 @@ export class JobDraft {
    */
   send(event: JobMachineEvent, data: Record<string, unknown> = {}): FleetError | null {
     const prev = this.#snapshot;
-    const [next, actions] = transition(this.#machine, prev, event);
+    const [next, actions] = stepper(this.#machine)(prev, event);
     if (next === prev) {
       if (isFenced(prev.context, event)) {
         return new FleetError(

@@ -12,6 +12,7 @@ import {
   type JobMachineEvent,
   jobMachine,
 } from '../../machines/index.js';
+import { stepper } from '../../runtime/machine-step.js';
 import { STORES } from '../support/stores.js';
 import { formatViolation, runPaths } from './check.js';
 import { MAPPING, noEntryPoint } from './driver.js';
@@ -111,6 +112,34 @@ describe('job model (machine level)', () => {
     expect(events.has('BUDGET_EXCEEDED')).toBe(true);
     expect(events.has('GIVE_BACK')).toBe(true);
     expect(machineOnly.some((p) => p.case.type === 'GIVE_BACK' && p.accepted)).toBe(true);
+  });
+
+  it("the coordinator's step (runtime/machine-step.ts) equals xstate's transition() on every pair of the whole machine", () => {
+    const plan = makePlan();
+    const step = stepper(plan.machineModel.machine);
+    // Twice over, so a scope reused between calls that kept anything would show.
+    for (const round of [1, 2]) {
+      for (const p of plan.machinePairs) {
+        const e = p.case.make(p.state.context, graphTime(p.state.context));
+        const [want, wantActions] = transition(plan.machineModel.machine, p.state, e) as [
+          Snap,
+          Array<{ type: string }>,
+        ];
+        const [got, gotActions] = step(p.state, e);
+        const label = `${round} ${p.key} ${p.case.label}`;
+        // Rejected: both hand back the snapshot itself (the coordinator relies on identity).
+        expect(got === p.state, label).toBe(want === p.state);
+        expect(got.value, label).toEqual(want.value);
+        expect(got.status, label).toBe(want.status);
+        expect(got.context, label).toEqual(want.context);
+        expect(
+          gotActions.map((a) => a.type),
+          label,
+        ).toEqual(wantActions.map((a) => a.type));
+      }
+    }
+    expect(plan.machinePairs.filter((p) => p.accepted).length).toBeGreaterThan(0);
+    expect(plan.machinePairs.filter((p) => !p.accepted).length).toBeGreaterThan(0);
   });
 
   it('a machine with the fencing guard disabled differs from the model (machine level)', () => {
