@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { canonicalJson } from '../../runtime/canonical.js';
-import { iso } from '../../runtime/clock.js';
+import { iso, SimulatedClock } from '../../runtime/clock.js';
 import { Coordinator, type Logger } from '../../runtime/coordinator.js';
 import type { DocumentStore, JobsContainer, Stored } from '../../runtime/document-store.port.js';
 import { eventId } from '../../runtime/events.js';
@@ -425,6 +425,40 @@ describe.each(STORES.map((s) => [s.name, s] as const))('review defects (%s)', (_
       expect(items.map((a) => a.uri)).toEqual(['s3://b/two']);
       const ev = (await h.events(g.job.id)).filter((e) => e.type === 'artifact_recorded');
       expect(ev.at(-1)?.data.uri).toBe('s3://b/two');
+    });
+  });
+
+  describe('12: claim order across processes uses each process clock', () => {
+    // The decision (README, "Claim order"): FIFO within one process exactly, whatever
+    // its clock does; across processes as good as their clocks agree.
+    it('12: within one process, submission order wins over a clock that goes back', async () => {
+      const first = await h.submit();
+      h.clock.set(h.clock.now() - 10 * MINUTE);
+      const second = await h.submit();
+      h.clock.set(h.clock.now() - MINUTE);
+      const third = await h.submit();
+      expect(first.seq).toBeLessThan(second.seq);
+      expect(second.seq).toBeLessThan(third.seq);
+      const order = [];
+      for (let i = 0; i < 3; i++) order.push((await h.claim(`f${i}`)).job.id);
+      expect(order).toEqual([first.id, second.id, third.id]);
+    });
+
+    it('12: across processes, a job is ordered by its submitter clock, as documented', async () => {
+      const behindClock = new SimulatedClock(h.clock.now() - 5_000);
+      const behind = new Coordinator({ store: h.store, clock: behindClock });
+      const early = await h.submit();
+      h.clock.advance(1_000);
+      behindClock.advance(1_000);
+      // Submitted one second later through a process whose clock is 5 s behind: ordered
+      // as if submitted 4 s before `early`.
+      const late = must(
+        await behind.submit(h.product, { idempotencyKey: randomUUID(), bodyMd: 'late' }),
+      ).job;
+      expect(late.seq).toBeLessThan(early.seq);
+      expect(late.seq - early.seq).toBe(-4_000 * 1000);
+      expect((await h.claim('a')).job.id).toBe(late.id);
+      expect((await h.claim('b')).job.id).toBe(early.id);
     });
   });
 
