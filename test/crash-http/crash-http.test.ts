@@ -29,6 +29,7 @@ import {
   killServers,
   type ServerProcess,
   startServer,
+  stopServer,
 } from './server-process.js';
 import { allFinished, Ledger, runFactory, runSubmitter, type WorkloadContext } from './workload.js';
 
@@ -44,6 +45,7 @@ const FACTORY_TOKEN = 'crash-http-factory';
 const ADMIN_TOKEN = 'crash-http-admin';
 /** Generous bounds (a loaded 2-core machine is slow, not wrong). */
 const START_BOUND_MS = 60_000;
+const STOP_BOUND_MS = 60_000;
 const TEST_BOUND_MS = 420_000;
 const CLIENT_BOUND_MS = 360_000;
 
@@ -191,9 +193,7 @@ describe('crash safety under HTTP load (fleet serve on SQLite, SIGKILL)', () => 
       if (run.failure) throw run.failure;
 
       run.stopping = true;
-      const stop = server.exited;
-      process.kill(server.pid, 'SIGTERM');
-      expect(await stop, `a clean stop\n${server.output()}`).toBe(0);
+      expect(await stopServer(server, STOP_BOUND_MS), `a clean stop\n${server.output()}`).toBe(0);
 
       // ---- the database ----
       const store = openSqliteStore({ path: db });

@@ -168,3 +168,20 @@ export async function killServers(): Promise<void> {
     }),
   );
 }
+
+/**
+ * SIGTERM (Fleet's graceful stop) and the exit code; if the server has not exited
+ * within `graceMs`, its group is SIGKILLed and the answer is `'not stopped'`.
+ */
+export async function stopServer(server: ServerProcess, graceMs: number): Promise<number | string> {
+  if (server.ended()) return server.exited;
+  process.kill(server.pid, 'SIGTERM');
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'not stopped'>((resolve) => {
+    timer = setTimeout(() => resolve('not stopped'), graceMs);
+  });
+  const outcome = await Promise.race([server.exited, late]);
+  clearTimeout(timer);
+  if (outcome === 'not stopped') await killServer(server);
+  return outcome;
+}
