@@ -14,7 +14,7 @@ const common = {
  * whose load would otherwise stretch the first group (no test depends on timing; this
  * only keeps `npm test` short).
  */
-const PROCESS_TESTS = ['test/agent/**', 'test/cli/**', 'test/package/**'];
+const PROCESS_TESTS = ['test/agent/**', 'test/cli/**', 'test/crash-http/**', 'test/package/**'];
 
 export default defineConfig({
   test: {
