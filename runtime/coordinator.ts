@@ -270,6 +270,17 @@ export class Coordinator {
   }
 
   /**
+   * Stale factories (three missed beats) of every product, oldest beat first, as at
+   * `now`; paged. A page may hold fewer than `limit` and still name a next one.
+   */
+  listStaleFactories(
+    page: { limit?: number; cursor?: string | null } = {},
+    now = this.clock.now(),
+  ): Promise<Result<Page<FactoryDoc & { stale: true }>>> {
+    return factories.listStaleFactories(this.#core, page, now);
+  }
+
+  /**
    * Reaps leases that expired at or before `now`: each job goes back to `queued` (or
    * `blocked` if its deps are now unmet) with epoch + 1 and its checkpoint, or to
    * `dead_letter` (reason `lease_expired`) if that was its last allowed attempt.
