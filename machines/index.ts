@@ -18,6 +18,14 @@ export {
   WORKER_EVENT_TYPES,
 } from './job.machine.js';
 export {
+  JOB_SNAPSHOT_MIGRATIONS,
+  migrateSnapshot,
+  type PersistedSnapshot,
+  registryProblems,
+  type SnapshotMigration,
+  type SnapshotMigrations,
+} from './snapshot-migrations.js';
+export {
   jitteredDelay,
   SUPERVISOR_STATES,
   type SupervisorContext,

@@ -28,7 +28,10 @@
  */
 import { and, assign, not, setup } from 'xstate';
 
-/** Bump when a state is renamed or the context changes shape; add a migration with it. */
+/**
+ * Bump when a state is renamed or the context changes shape, and add the migration from
+ * the previous version to `JOB_SNAPSHOT_MIGRATIONS` (snapshot-migrations.ts).
+ */
 export const JOB_MACHINE_VERSION = 1;
 
 export type JobDeadReason =

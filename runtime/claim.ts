@@ -140,7 +140,7 @@ async function tryClaim(
   let draft: JobDraft;
   try {
     if (candidate.outbox.length > 0) await c.writes.flush(candidate, false);
-    draft = new JobDraft(candidate, now, factoryId, c.machine);
+    draft = new JobDraft(candidate, now, factoryId, c.machine, undefined, c.versions);
   } catch (e) {
     if (isFleetError(e, ...STORE_DOWN)) throw e;
     // One unreadable job must not stop the rest of the queue: skip it, loudly.

@@ -14,7 +14,12 @@
  * failures are thrown. Nothing is answered before it is durable.
  */
 import type { AnyStateMachine } from 'xstate';
-import { jobMachine } from '../machines/index.js';
+import {
+  JOB_SNAPSHOT_MIGRATIONS,
+  jobMachine,
+  registryProblems,
+  type SnapshotMigrations,
+} from '../machines/index.js';
 import { cancel as adminCancel, requeue as adminRequeue } from './admin.js';
 import { claimNextJob, MAX_CANDIDATES } from './claim.js';
 import { type Clock, systemClock } from './clock.js';
@@ -63,6 +68,14 @@ export interface CoordinatorOptions {
   /** The job machine (tests swap in variants). @defaultValue jobMachine */
   machine?: AnyStateMachine;
   /**
+   * `machine`'s version (stamped on every job it writes) and the migrations that bring a
+   * snapshot of each older version to it, applied when a job is read to be changed.
+   * Must hold a migration from every version 1 … `version - 1` (checked here:
+   * `VALIDATION` otherwise). Pass it with a `machine` of another version (tests).
+   * @defaultValue JOB_SNAPSHOT_MIGRATIONS (the job machine's)
+   */
+  machineVersions?: SnapshotMigrations;
+  /**
    * How many of the best candidates of the highest queued priority a claim picks among
    * at random. 1 (the default) hands out strictly oldest first, right for one process:
    * its mailbox serialises its claims, so it never races itself for the head. With
@@ -108,6 +121,11 @@ export class Coordinator {
     if (!Number.isInteger(leaseMs) || leaseMs < 1000) {
       throw new RangeError(`leaseMs must be an integer ≥ 1000, got ${leaseMs}`);
     }
+    const versions = options.machineVersions ?? JOB_SNAPSHOT_MIGRATIONS;
+    const problems = registryProblems(versions);
+    if (problems.length > 0) {
+      throw new FleetError('VALIDATION', `machineVersions: ${problems.join('; ')}`);
+    }
     this.store = options.store;
     this.clock = options.clock ?? systemClock;
     this.leaseMs = leaseMs;
@@ -121,6 +139,7 @@ export class Coordinator {
       heartbeatIntervalMs: this.heartbeatIntervalMs,
       claimSpread: spread,
       machine: (options.machine ?? jobMachine) as AnyStateMachine,
+      versions,
       log: options.logger ?? silentLogger,
       projections: this.projections,
     });
@@ -248,6 +267,17 @@ export class Coordinator {
     page: { limit?: number; cursor?: string | null } = {},
   ): Promise<Result<Page<FactoryDoc & { stale: boolean }>>> {
     return factories.listFactories(this.#core, productId, page);
+  }
+
+  /**
+   * Stale factories (three missed beats) of every product, oldest beat first, as at
+   * `now`; paged. A page may hold fewer than `limit` and still name a next one.
+   */
+  listStaleFactories(
+    page: { limit?: number; cursor?: string | null } = {},
+    now = this.clock.now(),
+  ): Promise<Result<Page<FactoryDoc & { stale: true }>>> {
+    return factories.listStaleFactories(this.#core, page, now);
   }
 
   /**

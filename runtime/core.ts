@@ -6,6 +6,7 @@
  * admin.ts) as functions of a `Core`. Internal to the runtime: hosts use `Coordinator`.
  */
 import type { AnyStateMachine } from 'xstate';
+import type { SnapshotMigrations } from '../machines/index.js';
 import type { Clock } from './clock.js';
 import { Dependencies } from './dependencies.js';
 import type { DocumentStore } from './document-store.port.js';
@@ -81,6 +82,8 @@ export interface CoreOptions {
   heartbeatIntervalMs: number;
   claimSpread: number;
   machine: AnyStateMachine;
+  /** `machine`'s version and the migrations of older snapshots to it. */
+  versions: SnapshotMigrations;
   log: Logger;
   projections: LiveProjections | null;
 }
@@ -93,6 +96,7 @@ export class Core {
   readonly heartbeatIntervalMs: number;
   readonly claimSpread: number;
   readonly machine: AnyStateMachine;
+  readonly versions: SnapshotMigrations;
   readonly log: Logger;
   readonly mailboxes = new Mailboxes();
   readonly reporter: EventReporter;
@@ -111,6 +115,7 @@ export class Core {
     this.heartbeatIntervalMs = o.heartbeatIntervalMs;
     this.claimSpread = o.claimSpread;
     this.machine = o.machine;
+    this.versions = o.versions;
     this.log = o.log;
     this.reporter = new EventReporter(o.store, o.log, o.projections);
     this.writes = new WritePath(this);

@@ -205,6 +205,16 @@ export interface ArtifactsContainer extends Container<ArtifactDoc> {
 export interface FactoriesContainer extends Container<FactoryDoc> {
   /** The product's factories by id. */
   list(productId: string, q: PageRequest): Promise<Page<Stored<FactoryDoc>>>;
+
+  // -- Stale factories across products ------------------------------------------------
+  /**
+   * The factories of every product whose `lastHeartbeatAt` is before `cutoff` (ISO-8601
+   * UTC with milliseconds, as the clock writes it; compared as text), oldest beat first,
+   * then by product and id; paged. From an index (SQLite, memory) or one cross-partition
+   * query per page (Cosmos DB); never a read of every factory. A factory that beats
+   * between two pages may be missed by the walk (it is not stale then).
+   */
+  heartbeatBefore(cutoff: string, q: PageRequest): Promise<Page<Stored<FactoryDoc>>>;
 }
 
 export interface ProfilesContainer extends Container<ProfileDoc> {

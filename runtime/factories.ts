@@ -75,3 +75,32 @@ export async function listFactories(
     nextCursor: r.nextCursor,
   });
 }
+
+// -- Stale factories across products ----------------------------------------------------
+
+/**
+ * Stale factories of every product (each by its own interval: three missed beats), oldest
+ * beat first; paged. The store walks factories whose last beat is older than three of
+ * the shortest interval a factory may declare (`MIN_HEARTBEAT_INTERVAL_MS`, so 300 ms):
+ * no stale factory is older than that, and each found is judged by its own interval. A
+ * page may so hold fewer than `limit` items (none, even) and still name a next page.
+ * Cost: one store query per `limit` factories that did not beat in the last 300 ms —
+ * with the default 10 s interval, about all of them: 2 queries per sweep for 1,000
+ * factories at the supervisor's page of 500.
+ */
+export async function listStaleFactories(
+  c: Core,
+  page: { limit?: number; cursor?: string | null } = {},
+  now = c.clock.now(),
+): Promise<Result<Page<FactoryDoc & { stale: true }>>> {
+  const r = await c.store.factories.heartbeatBefore(iso(now - 3 * S.MIN_HEARTBEAT_INTERVAL_MS), {
+    limit: page.limit ?? 50,
+    cursor: page.cursor ?? null,
+  });
+  return ok({
+    items: r.items
+      .filter((f) => isStale(c, f, now))
+      .map((f) => ({ ...stripEtag(f), stale: true as const })),
+    nextCursor: r.nextCursor,
+  });
+}

@@ -11,11 +11,14 @@
  */
 import type { AnyStateMachine } from 'xstate';
 import {
-  JOB_MACHINE_VERSION,
+  JOB_SNAPSHOT_MIGRATIONS,
   type JobContext,
   type JobMachineEvent,
   type JobMachineEventType,
   jobMachine,
+  migrateSnapshot,
+  type PersistedSnapshot,
+  type SnapshotMigrations,
   WORKER_EVENT_TYPES,
 } from '../machines/index.js';
 import { addUsage, wallDeadline, ZERO_USAGE } from './budget.js';
@@ -40,24 +43,37 @@ import type {
 export type Snapshot = ReturnType<typeof jobMachine.resolveState>;
 
 /**
- * Restores a persisted snapshot. A snapshot written by another machine version is
- * refused with `SNAPSHOT_VERSION` (add a migration when the machine changes shape).
+ * Restores a persisted snapshot. A snapshot written by an older machine version is
+ * brought to the current one by the registry's migrations first (on a copy: `doc` is
+ * never changed; the job's next write stores the result). A version with no path to the
+ * current one (a newer build's, or a missing step) is refused with `SNAPSHOT_VERSION`,
+ * as is a malformed snapshot.
  */
 export function restoreSnapshot(
   doc: Pick<JobDoc, 'id' | 'machineVersion' | 'snapshot'>,
   machine: AnyStateMachine = jobMachine,
+  versions: SnapshotMigrations = JOB_SNAPSHOT_MIGRATIONS,
 ): Snapshot {
-  if (doc.machineVersion !== JOB_MACHINE_VERSION) {
-    throw new FleetError(
-      'SNAPSHOT_VERSION',
-      `job ${doc.id} was persisted by job machine version ${doc.machineVersion}; this build knows version ${JOB_MACHINE_VERSION} and has no migration from it`,
-    );
-  }
   const persisted = doc.snapshot as { value?: unknown; context?: unknown };
-  if (typeof persisted.value !== 'string' || typeof persisted.context !== 'object') {
+  const wellFormed = (s: { value?: unknown; context?: unknown }): boolean =>
+    typeof s.value === 'string' && typeof s.context === 'object' && s.context !== null;
+  if (!wellFormed(persisted)) {
     throw new FleetError('SNAPSHOT_VERSION', `job ${doc.id} has a malformed snapshot`);
   }
-  return machine.resolveState(doc.snapshot as Parameters<typeof jobMachine.resolveState>[0]);
+  const migrated = migrateSnapshot(versions, doc.machineVersion, persisted as PersistedSnapshot);
+  if (migrated === null) {
+    throw new FleetError(
+      'SNAPSHOT_VERSION',
+      `job ${doc.id} was persisted by job machine version ${doc.machineVersion}; this build knows version ${versions.version} and has no migration from it`,
+    );
+  }
+  if (!wellFormed(migrated)) {
+    throw new FleetError(
+      'SNAPSHOT_VERSION',
+      `job ${doc.id}: the migration from machine version ${doc.machineVersion} made a malformed snapshot`,
+    );
+  }
+  return machine.resolveState(migrated as unknown as Parameters<typeof jobMachine.resolveState>[0]);
 }
 
 /** The JSON-safe persisted form of a snapshot. */
@@ -118,6 +134,8 @@ export class JobDraft {
   readonly doc: JobDoc;
   readonly effects: OutboxEffect[] = [];
   readonly #machine: AnyStateMachine;
+  /** The machine's version (stamped on the written document) and its migrations. */
+  readonly #versions: SnapshotMigrations;
   #snapshot: Snapshot;
   #outcome: RunOutcome = {};
   #leaseEndedBy: 'expired' | 'released' = 'released';
@@ -127,7 +145,9 @@ export class JobDraft {
 
   /**
    * @param restored - `before`'s snapshot already restored (a cache of the write path
-   *   that keeps the snapshot of the version it wrote); restored here when absent.
+   *   that keeps the snapshot of the version it wrote); restored here when absent
+   *   (migrated from an older machine version if need be).
+   * @param versions - `machine`'s version and snapshot migrations.
    */
   constructor(
     before: Stored<JobDoc>,
@@ -135,14 +155,16 @@ export class JobDraft {
     actor: string | null,
     machine: AnyStateMachine = jobMachine,
     restored?: Snapshot,
+    versions: SnapshotMigrations = JOB_SNAPSHOT_MIGRATIONS,
   ) {
     this.before = before;
     this.now = now;
     this.actor = actor;
     this.#machine = machine;
+    this.#versions = versions;
     const { _etag: _ignored, ...doc } = before;
     this.doc = { ...doc, outbox: [], rev: before.rev + 1 };
-    this.#snapshot = restored ?? restoreSnapshot(before, machine);
+    this.#snapshot = restored ?? restoreSnapshot(before, machine, versions);
     this.#renewalsBefore = this.#snapshot.context.renewals;
   }
 
@@ -151,14 +173,25 @@ export class JobDraft {
     return this.#snapshot;
   }
 
-  /** A brand-new job: `doc` must carry the initial snapshot. */
+  /**
+   * A brand-new job: `doc` must carry the initial snapshot, made by `machine` (so of
+   * `versions.version`, whatever `doc.machineVersion` says; the write stamps it).
+   */
   static forNew(
     doc: JobDoc,
     now: number,
     actor: string | null,
     machine?: AnyStateMachine,
+    versions: SnapshotMigrations = JOB_SNAPSHOT_MIGRATIONS,
   ): JobDraft {
-    const draft = new JobDraft({ ...doc, rev: -1, _etag: '' }, now, actor, machine);
+    const draft = new JobDraft(
+      { ...doc, machineVersion: versions.version, rev: -1, _etag: '' },
+      now,
+      actor,
+      machine,
+      undefined,
+      versions,
+    );
     draft.#changed = true;
     return draft;
   }
@@ -297,6 +330,8 @@ export class JobDraft {
     const doc = this.doc;
     doc.updatedAt = iso(this.now);
     doc.snapshot = persistSnapshot(this.#snapshot, this.#machine);
+    // A snapshot read from an older version was migrated: it is written as the current.
+    doc.machineVersion = this.#versions.version;
     doc.dueAt = this.#dueAt();
     const b = this.before;
     if (

@@ -11,6 +11,9 @@ import { durationMs, MAX_WALL_MS } from './budget.js';
 import { JOB_EVENT_TYPES } from './events.js';
 import { jsonDepthExceeds, MAX_JSON_DEPTH } from './json-depth.js';
 
+/** The shortest heartbeat interval a factory may declare, in ms. */
+export const MIN_HEARTBEAT_INTERVAL_MS = 100;
+
 /** ISO-8601 UTC timestamp with milliseconds, e.g. `2026-11-21T13:45:00.000Z`. */
 export const IsoTime = z.iso.datetime({ offset: false });
 
@@ -301,7 +304,7 @@ export const HeartbeatInput = z.strictObject({
   /** Most leases at once; `null` removes the limit; omitted keeps the last one. */
   seatLimit: z.number().int().min(0).max(10_000).nullable().optional(),
   /** How often this factory beats, in ms; stale after 3 missed beats. */
-  heartbeatIntervalMs: z.number().int().min(100).max(3_600_000).optional(),
+  heartbeatIntervalMs: z.number().int().min(MIN_HEARTBEAT_INTERVAL_MS).max(3_600_000).optional(),
 });
 
 // ---------------------------------------------------------------------------

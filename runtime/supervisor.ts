@@ -10,11 +10,9 @@
  *
  * Stale factories: a factory is stale when it missed three heartbeats
  * (`Coordinator.isStale`). Staleness is derived at read time (`listFactories` answers
- * `stale: true`), so there is nothing to write; the supervisor counts stale factories
- * in its report and logs each factory when it turns stale. The factories container is
- * partitioned by product and has no cross-product query, so the check covers the
- * products named by the `products` option (the server passes its tokens' products);
- * without it, the check is skipped.
+ * `stale: true`), so there is nothing to write; the supervisor counts the stale
+ * factories of every product (`Coordinator.listStaleFactories`, one store query across
+ * products per page) in its report and logs each factory when it turns stale.
  */
 import { createActor, fromPromise, toPromise } from 'xstate';
 import { jitteredDelay, type SupervisorSweepOutput, supervisorMachine } from '../machines/index.js';
@@ -23,7 +21,7 @@ import type { Coordinator, SweepReport } from './coordinator.js';
 
 /** The counts of one supervisor sweep: the coordinator's, plus the stale-factory check. */
 export interface SupervisorReport extends SweepReport {
-  /** Factories of the checked products that missed three heartbeats, at sweep time. */
+  /** Factories of every product that missed three heartbeats, at sweep time. */
   staleFactories: number;
 }
 
@@ -50,7 +48,7 @@ export interface SupervisorLogger {
 }
 
 /** The part of the coordinator the supervisor uses (tests pass an object literal). */
-export type SupervisedCoordinator = Pick<Coordinator, 'sweep' | 'listFactories'> & {
+export type SupervisedCoordinator = Pick<Coordinator, 'sweep' | 'listStaleFactories'> & {
   clock?: Clock;
 };
 
@@ -69,11 +67,6 @@ export interface SupervisorOptions {
   jitter?: number;
   /** Jitter source in [0, 1). @defaultValue Math.random */
   random?: () => number;
-  /**
-   * Products whose factories the stale check covers, asked before each sweep.
-   * @defaultValue none: the stale check is skipped
-   */
-  products?: () => Iterable<string> | Promise<Iterable<string>>;
   /** Called with every report (metrics); a throwing listener is logged and ignored. */
   onReport?: (event: SupervisorEvent) => void;
   /**
@@ -148,27 +141,28 @@ export function startSupervisor(options: SupervisorOptions): Supervisor {
   let stale = new Set<string>();
 
   async function checkFactories(now: number): Promise<number> {
-    if (!options.products) return 0;
     const seen = new Set<string>();
-    for (const productId of await options.products()) {
-      let cursor: string | null = null;
-      do {
-        const page = await coordinator.listFactories(productId, { limit: FACTORY_PAGE, cursor });
-        if (!page.ok) throw page.error;
-        for (const f of page.value.items) {
-          if (!f.stale) continue;
-          const key = `${productId}\0${f.factoryId}`;
-          seen.add(key);
-          if (!stale.has(key)) {
-            log.warn(
-              { productId, factoryId: f.factoryId, lastHeartbeatAt: f.lastHeartbeatAt, now },
-              'factory is stale: no heartbeat for 3 intervals',
-            );
-          }
+    let cursor: string | null = null;
+    do {
+      const page = await coordinator.listStaleFactories({ limit: FACTORY_PAGE, cursor }, now);
+      if (!page.ok) throw page.error;
+      for (const f of page.value.items) {
+        const key = `${f.productId}\0${f.factoryId}`;
+        seen.add(key);
+        if (!stale.has(key)) {
+          log.warn(
+            {
+              productId: f.productId,
+              factoryId: f.factoryId,
+              lastHeartbeatAt: f.lastHeartbeatAt,
+              now,
+            },
+            'factory is stale: no heartbeat for 3 intervals',
+          );
         }
-        cursor = page.value.nextCursor;
-      } while (cursor !== null);
-    }
+      }
+      cursor = page.value.nextCursor;
+    } while (cursor !== null);
     stale = seen;
     return seen.size;
   }

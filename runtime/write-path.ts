@@ -121,7 +121,7 @@ export class WritePath {
     plan: Plan,
     options: UpdateOptions = {},
   ): Promise<Result<Stored<JobDoc>>> {
-    const { store, clock, machine } = this.#core;
+    const { clock, machine, versions } = this.#core;
     for (let attempt = 0; attempt < MAX_CONFLICTS; attempt++) {
       const { doc: cur, snapshot: restored } = await this.#current(productId, jobId, attempt);
       if (!cur) return fail('NOT_FOUND', `no job ${jobId}`);
@@ -134,7 +134,9 @@ export class WritePath {
       if (cur.outbox.length > 0) await this.flush(cur, false);
       let draft: JobDraft;
       try {
-        draft = new JobDraft(cur, options.now ?? clock.now(), actor, machine, restored);
+        // A hot entry is always of the current version (this process wrote it); a job
+        // read from the store is migrated here if an older build wrote it.
+        draft = new JobDraft(cur, options.now ?? clock.now(), actor, machine, restored, versions);
       } catch (e) {
         if (isFleetError(e)) return { ok: false, error: e };
         throw e;

@@ -138,14 +138,9 @@ export async function reap({ once, json }: { once: boolean; json: boolean }): Pr
   const store = await openStore(config.store);
   const logger = stderrLogger(config.logLevel, { component: 'supervisor' });
   const coordinator = new Coordinator({ store, leaseMs: config.leaseMs, logger });
-  const products =
-    config.tokens.source === 'dev'
-      ? ['default']
-      : [...new Set(config.tokens.grants.map((g) => g.productId))];
   const supervisor = startSupervisor({
     coordinator,
     intervalMs: config.reaperIntervalMs,
-    products: () => products,
     logger,
   });
   const stop = async (): Promise<void> => {

@@ -12,6 +12,7 @@
  * | `fleet_sweeps_total` | counter | outcome | supervisor sweeps |
  * | `fleet_sweep_jobs_total` | counter | action | what sweeps did: reaped, retried, budget_exceeded, repaired, unblocked, failed (a job whose step failed: logged with its id and skipped) |
  * | `fleet_sweep_duration_seconds` | histogram | | supervisor sweeps |
+ * | `fleet_stale_factories` | gauge | | factories of every product that missed three heartbeats, at the last successful sweep |
  * | `fleet_claim_waiting` | gauge | | long-poll claims parked now |
  * | `fleet_claim_waits_total` | counter | outcome | parked claims by how they ended: claimed, timeout, disconnected, closed |
  * | `fleet_http_request_duration_seconds` | histogram | route, method, status | every request the plugin answers (route = its pattern; `unmatched` for 404s) |
@@ -111,6 +112,7 @@ export class FleetMetrics {
   readonly #sweepDuration = new Histogram(SWEEP_BUCKETS);
   readonly #http = new Histogram(HTTP_BUCKETS);
   #claimWaiting = 0;
+  #staleFactories = 0;
   readonly #claimWaits: Record<ClaimWaitOutcome, number> = {
     claimed: 0,
     timeout: 0,
@@ -173,7 +175,7 @@ export class FleetMetrics {
     report?: Pick<
       SweepReport,
       'reaped' | 'retried' | 'budgetExceeded' | 'repaired' | 'unblocked' | 'failedJobs'
-    >,
+    > & { staleFactories?: number },
   ): void {
     this.#sweeps[outcome]++;
     this.#sweepDuration.observe(Math.max(0, durationMs) / 1000);
@@ -185,6 +187,7 @@ export class FleetMetrics {
       this.#sweepJobs.repaired += report.repaired;
       this.#sweepJobs.unblocked += report.unblocked;
       this.#sweepJobs.failed += report.failedJobs;
+      if (report.staleFactories !== undefined) this.#staleFactories = report.staleFactories;
     }
   }
 
@@ -250,6 +253,13 @@ export class FleetMetrics {
     }
     header(out, 'fleet_sweep_duration_seconds', 'histogram', 'Duration of supervisor sweeps.');
     this.#sweepDuration.render('fleet_sweep_duration_seconds', out);
+    header(
+      out,
+      'fleet_stale_factories',
+      'gauge',
+      'Factories of every product that missed three heartbeats, at the last successful sweep.',
+    );
+    out.push(`fleet_stale_factories ${this.#staleFactories}`);
     header(out, 'fleet_claim_waiting', 'gauge', 'Long-poll claims waiting for a job now.');
     out.push(`fleet_claim_waiting ${this.#claimWaiting}`);
     header(

@@ -235,11 +235,6 @@ function timeouts(config: FleetConfig) {
   };
 }
 
-/** Products the tokens act for: the stale-factory check covers these. */
-function productsOf(grants: readonly TokenGrant[]): string[] {
-  return [...new Set(grants.map((g) => g.productId))].sort();
-}
-
 /** pino at the configured level: pretty lines on a terminal (or when asked), else JSON. */
 async function loggerOptions(config: FleetConfig) {
   const tty = process.stdout.isTTY === true;
@@ -312,7 +307,6 @@ export async function buildServer(
       coordinator,
       clock,
       intervalMs: config.reaperIntervalMs,
-      products: () => productsOf(grants),
       logger: app.log.child({ component: 'supervisor' }),
       onReport: (e: SupervisorEvent) => {
         if (e.phase === 'succeeded') metrics.recordSweep('succeeded', e.durationMs, e.report);

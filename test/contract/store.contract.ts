@@ -1163,6 +1163,14 @@ function describeJobQueries(store: () => DocumentStore): void {
       await expectCode(s.artifacts.list(uid('job'), { limit: 1, cursor: bad }), 'VALIDATION');
       await expectCode(s.factories.list(uid('product'), { limit: 1, cursor: bad }), 'VALIDATION');
       await expectCode(s.profiles.list(uid('product'), { limit: 1, cursor: bad }), 'VALIDATION');
+      await expectCode(s.factories.heartbeatBefore(T0, { limit: 1, cursor: bad }), 'VALIDATION');
+      await expectCode(
+        s.factories.heartbeatBefore(T0, {
+          limit: 1,
+          cursor: Buffer.from(JSON.stringify(['factories.list', 'x'])).toString('base64url'),
+        }),
+        'VALIDATION',
+      );
     });
   });
 }
@@ -1292,6 +1300,69 @@ function describeOtherLists(store: () => DocumentStore): void {
         ['f-a', 'f-b', 'f-c', 'f-d'],
         S.FactoryDoc,
       );
+    });
+  });
+
+  // -- Stale factories across products (factories.heartbeatBefore) ------------------------
+  describe('factories.heartbeatBefore', () => {
+    /** Far before T0, so other tests' factories (beating at T0 or later) stay out of the way. */
+    const past = (offsetMs: number): string =>
+      new Date(Date.UTC(2001, 0, 1) + offsetMs).toISOString();
+
+    it('lists every product’s factories that beat before the cutoff, oldest beat first, through every page', async () => {
+      const a = uid('product');
+      const b = uid('product');
+      const put = (productId: string, id: string, beat: string) =>
+        store().factories.create(makeFactory({ productId, id, lastHeartbeatAt: beat }));
+      await put(a, 'f-late', past(3000));
+      await put(b, 'f-mid', past(2000));
+      const early = await put(a, 'f-early', past(1000));
+      await put(b, 'f-tie', past(2000));
+      await put(a, 'f-at-cutoff', past(4000));
+      await put(b, 'f-fresh', past(5000));
+      const ours = new Set([a, b]);
+      const walk = async (cutoff: string, limit: number) => {
+        const { items } = await allPages(
+          (q) => store().factories.heartbeatBefore(cutoff, q),
+          limit,
+        );
+        for (const f of items) expect(f.lastHeartbeatAt < cutoff).toBe(true);
+        for (let i = 1; i < items.length; i++) {
+          expect(items[i - 1]!.lastHeartbeatAt <= items[i]!.lastHeartbeatAt).toBe(true);
+        }
+        const keys = items.map((f) => `${f.productId}/${f.id}`);
+        expect(new Set(keys).size).toBe(keys.length);
+        return items.filter((f) => ours.has(f.productId));
+      };
+      const expected = ['f-early', 'f-mid', 'f-tie', 'f-late'];
+      for (const limit of [1, 2, 500]) {
+        const got = await walk(past(4000), limit);
+        expect(got.map((f) => f.id)).toEqual(expected);
+        // Whole documents, as written.
+        const mid = got.find((f) => f.id === 'f-mid')!;
+        expect(S.FactoryDoc.parse(strip(mid))).toEqual(
+          makeFactory({ productId: b, id: 'f-mid', lastHeartbeatAt: past(2000) }),
+        );
+      }
+      expect((await walk(past(2000), 1)).map((f) => f.id)).toEqual(['f-early']);
+      // A beat moves a factory out of the past; an older beat brings it back in order.
+      const beaten = await store().factories.replace(
+        { ...strip(early), lastHeartbeatAt: past(6000) },
+        early._etag,
+      );
+      expect((await walk(past(4000), 2)).map((f) => f.id)).toEqual(['f-mid', 'f-tie', 'f-late']);
+      await store().factories.replace(
+        { ...strip(beaten), lastHeartbeatAt: past(2500) },
+        beaten._etag,
+      );
+      expect((await walk(past(4000), 2)).map((f) => f.id)).toEqual([
+        'f-mid',
+        'f-tie',
+        'f-early',
+        'f-late',
+      ]);
+      await store().factories.delete(b, 'f-tie');
+      expect((await walk(past(4000), 3)).map((f) => f.id)).toEqual(['f-mid', 'f-early', 'f-late']);
     });
   });
 

@@ -12,6 +12,7 @@ import { pathToFileURL } from 'node:url';
 import Database from 'better-sqlite3';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
+  FACTORY_QUERIES,
   IN_USE_DETAIL,
   JOB_QUERIES,
   MAX_BATCH_WRITES,
@@ -338,6 +339,16 @@ describe('sqlite store: query plans', () => {
       db.prepare("SELECT count(*) FROM sqlite_schema WHERE name = 'sqlite_stat1'").pluck().get(),
     ).toBe(0);
     checkEveryPlan();
+  });
+
+  it('the stale-factory walk across products is a range of factories_heartbeat, unsorted', () => {
+    for (const sql of [FACTORY_QUERIES.heartbeatBefore, FACTORY_QUERIES.heartbeatBeforeAfter]) {
+      const p = plan(sql);
+      expect(p, p).toMatch(
+        /^SEARCH factories USING INDEX factories_heartbeat \(.*heartbeat_at<\?\)$/,
+      );
+      expect(p, p).not.toContain('TEMP B-TREE');
+    }
   });
 
   it('and still after ANALYZE has given the planner statistics', () => {

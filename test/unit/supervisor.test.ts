@@ -172,7 +172,10 @@ describe('supervisor (simulated clock)', () => {
         if (calls === 1) throw new Error('store unavailable');
         return { ...ZERO, reaped: 3 };
       },
-      listFactories: async () => ({ ok: true as const, value: { items: [], nextCursor: null } }),
+      listStaleFactories: async () => ({
+        ok: true as const,
+        value: { items: [], nextCursor: null },
+      }),
     };
     const rec = recorder();
     const { lines, logger } = memoryLogger();
@@ -215,7 +218,10 @@ describe('supervisor (simulated clock)', () => {
         running--;
         return { ...ZERO, reaped: calls };
       },
-      listFactories: async () => ({ ok: true as const, value: { items: [], nextCursor: null } }),
+      listStaleFactories: async () => ({
+        ok: true as const,
+        value: { items: [], nextCursor: null },
+      }),
     };
     supervisor = startSupervisor({ coordinator, timers: clock, intervalMs: 1000 });
     const a = supervisor.sweepNow();
@@ -249,7 +255,10 @@ describe('supervisor (simulated clock)', () => {
         });
         return ZERO;
       },
-      listFactories: async () => ({ ok: true as const, value: { items: [], nextCursor: null } }),
+      listStaleFactories: async () => ({
+        ok: true as const,
+        value: { items: [], nextCursor: null },
+      }),
     };
     const rec = recorder();
     const s = startSupervisor({
@@ -275,42 +284,64 @@ describe('supervisor (simulated clock)', () => {
     await s.stop(); // idempotent
   });
 
-  it('counts stale factories of the named products and logs each once when it turns stale', async () => {
+  it('counts stale factories of every product, each by its own interval, and logs each once when it turns stale', async () => {
     const clock = simulatedClock();
     const store = createMemoryStore();
     const coordinator = new Coordinator({ store, clock, heartbeatIntervalMs: 1000 });
     const product = `p-${randomUUID().slice(0, 8)}`;
-    const beat = (factoryId: string) =>
-      coordinator.heartbeat(product, { factoryId, capabilities: [], health: 'ok' });
-    must(await beat('quiet'));
-    must(await beat('lively'));
+    const other = `q-${randomUUID().slice(0, 8)}`;
+    const beat = (productId: string, factoryId: string, heartbeatIntervalMs?: number) =>
+      coordinator.heartbeat(productId, {
+        factoryId,
+        capabilities: [],
+        health: 'ok',
+        ...(heartbeatIntervalMs === undefined ? {} : { heartbeatIntervalMs }),
+      });
+    must(await beat(product, 'quiet'));
+    must(await beat(product, 'lively'));
+    must(await beat(other, 'elsewhere'));
+    must(await beat(other, 'slow', 60_000)); // beats once a minute: not stale for 3 minutes
     const { lines, logger } = memoryLogger();
     supervisor = startSupervisor({
       coordinator,
       timers: clock,
       intervalMs: 2000,
       jitter: 0,
-      products: () => [product, 'no-such-product'],
       logger,
     });
     expect(await supervisor.sweepNow()).toMatchObject({ report: { staleFactories: 0 } });
     clock.increment(2000);
-    must(await beat('lively'));
-    clock.increment(1500); // quiet: 3.5 s without a beat (> 3 × 1 s); lively: 1.5 s
+    must(await beat(product, 'lively'));
+    clock.increment(1500); // quiet, elsewhere: 3.5 s without a beat (> 3 × 1 s); lively: 1.5 s
+    expect(await supervisor.sweepNow()).toMatchObject({ report: { staleFactories: 2 } });
+    expect(await supervisor.sweepNow()).toMatchObject({ report: { staleFactories: 2 } });
+    const warned = () => lines.filter((l) => l.level === 'warn').map((l) => l.obj);
+    expect(warned()).toHaveLength(2);
+    expect(warned()).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ productId: product, factoryId: 'quiet' }),
+        expect.objectContaining({ productId: other, factoryId: 'elsewhere' }),
+      ]),
+    );
+    const listed = must(await coordinator.listFactories(other)).items;
+    expect(listed.find((f) => f.factoryId === 'elsewhere')?.stale).toBe(true);
+    expect(listed.find((f) => f.factoryId === 'slow')?.stale).toBe(false);
+    // A stale factory that beats again is no longer counted; turning stale again logs again.
+    must(await beat(other, 'elsewhere'));
     expect(await supervisor.sweepNow()).toMatchObject({ report: { staleFactories: 1 } });
-    expect(await supervisor.sweepNow()).toMatchObject({ report: { staleFactories: 1 } });
-    const warned = lines.filter((l) => l.level === 'warn');
-    expect(warned).toHaveLength(1);
-    expect(warned[0]?.obj).toMatchObject({ productId: product, factoryId: 'quiet' });
-    const listed = must(await coordinator.listFactories(product)).items;
-    expect(listed.find((f) => f.factoryId === 'quiet')?.stale).toBe(true);
+    clock.increment(3500);
+    expect(await supervisor.sweepNow()).toMatchObject({ report: { staleFactories: 3 } });
+    expect(warned()).toHaveLength(4);
     await store.close();
   });
 
   it('validates its options', () => {
     const coordinator = {
       sweep: async () => ZERO,
-      listFactories: async () => ({ ok: true as const, value: { items: [], nextCursor: null } }),
+      listStaleFactories: async () => ({
+        ok: true as const,
+        value: { items: [], nextCursor: null },
+      }),
     };
     expect(() => startSupervisor({ coordinator, intervalMs: 0 })).toThrow(RangeError);
     expect(() => startSupervisor({ coordinator, intervalMs: 1.5 })).toThrow(RangeError);
@@ -322,7 +353,10 @@ describe('supervisor (simulated clock)', () => {
     const coordinator = {
       clock,
       sweep: async () => ZERO,
-      listFactories: async () => ({ ok: true as const, value: { items: [], nextCursor: null } }),
+      listStaleFactories: async () => ({
+        ok: true as const,
+        value: { items: [], nextCursor: null },
+      }),
     };
     const { lines, logger } = memoryLogger();
     supervisor = startSupervisor({

@@ -711,6 +711,34 @@ class ListedContainer<T extends { id: string }> extends CosmosContainer<T> {
   }
 }
 
+// -- Stale factories across products -------------------------------------------------
+
+const beatCursor = cursorCodec('factories.heartbeatBefore', cursorParts('heartbeat'));
+
+/** Factories: listed per product by id, and across products by last heartbeat. */
+class CosmosFactories extends ListedContainer<FactoryDoc> implements FactoriesContainer {
+  constructor(engine: Engine, spec: CosmosContainerSpec, sdk: SdkContainer) {
+    super(engine, spec, sdk, 'byId', 'factories.list');
+  }
+
+  /** One cross-partition query per page (the factories of a fleet are few). */
+  async heartbeatBefore(cutoff: string, q: PageRequest): Promise<Page<Stored<FactoryDoc>>> {
+    if (typeof cutoff !== 'string') {
+      return this.engine.call('factories.heartbeatBefore', async () =>
+        requireString(cutoff, 'cutoff'),
+      ) as never;
+    }
+    return this.page(
+      'heartbeatBefore',
+      'c.lastHeartbeatAt < @cutoff',
+      [param('@cutoff', cutoff)],
+      'heartbeat',
+      beatCursor,
+      q,
+    );
+  }
+}
+
 // ---------------------------------------------------------------------------
 // Jobs
 // ---------------------------------------------------------------------------
@@ -1070,13 +1098,7 @@ class CosmosDocumentStore implements CosmosStore {
     this.jobs = new CosmosJobs(engine, c.jobs, sdk.jobs);
     this.runs = new ListedContainer<RunDoc>(engine, c.runs, sdk.runs, 'attempts', 'runs.list');
     this.leases = new CosmosContainer<LeaseDoc>(engine, c.leases, sdk.leases);
-    this.factories = new ListedContainer<FactoryDoc>(
-      engine,
-      c.factories,
-      sdk.factories,
-      'byId',
-      'factories.list',
-    );
+    this.factories = new CosmosFactories(engine, c.factories, sdk.factories);
     this.profiles = new ListedContainer<ProfileDoc>(
       engine,
       c.profiles,

@@ -63,6 +63,12 @@ export const ORDERS = {
   ],
   /** factories.list, profiles.list: by id (one field: the default range index serves it). */
   byId: [['id', 'ascending']],
+  /** factories.heartbeatBefore: oldest beat first across products. */
+  heartbeat: [
+    ['lastHeartbeatAt', 'ascending'],
+    ['productId', 'ascending'],
+    ['id', 'ascending'],
+  ],
 } as const satisfies Record<string, readonly OrderField[]>;
 
 export type OrderName = keyof typeof ORDERS;
@@ -89,7 +95,7 @@ export const COSMOS_CONTAINERS: Readonly<Record<ContainerKey, CosmosContainerSpe
   jobs: spec('jobs', ['claim', 'newest', 'oldest', 'due']),
   runs: spec('runs', ['attempts']),
   leases: spec('leases', []),
-  factories: spec('factories', ['byId']),
+  factories: spec('factories', ['byId', 'heartbeat']),
   profiles: spec('profiles', ['byId']),
   events: spec('events', []),
   artifacts: spec('artifacts', ['created']),

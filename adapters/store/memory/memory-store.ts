@@ -1023,6 +1023,104 @@ const idCursor = (tag: string): CursorCodec<IdKey> =>
     ([id]) => ({ id }),
   );
 
+// -- Stale factories across products -------------------------------------------------
+
+/** A factory's key: its id (the per-product order) and its last beat (the cross-product one). */
+interface FactoryKey extends IdKey {
+  readonly pk: string;
+  /** `lastHeartbeatAt`, or null when the document has none (then it is not in the beat order). */
+  readonly heartbeatAt: string | null;
+}
+
+type BeatKey = FactoryKey & { readonly heartbeatAt: string };
+
+const compareBeats = (a: BeatKey, b: BeatKey): number =>
+  compareStrings(a.heartbeatAt, b.heartbeatAt) ||
+  compareStrings(a.pk, b.pk) ||
+  compareStrings(a.id, b.id);
+
+/** Factories by id per product, plus every product's factories by last heartbeat. */
+class FactoriesSpec extends OrderedSpec<FactoryKey> {
+  readonly byBeat = new SortedIndex<BeatKey>(compareBeats);
+
+  constructor() {
+    super('factories', CONTAINERS.factories.partitionKey, compareIds, (_doc, id) => ({
+      id,
+      pk: '',
+      heartbeatAt: null,
+    }));
+  }
+
+  override facts(doc: Record<string, unknown>, pk: string, id: string): FactoryKey {
+    const beat = doc.lastHeartbeatAt;
+    return { id, pk, heartbeatAt: typeof beat === 'string' ? beat : null };
+  }
+
+  override apply(pk: string, id: string, prev?: FactoryKey, next?: FactoryKey): void {
+    super.apply(pk, id, prev, next);
+    if (prev?.heartbeatAt != null) this.byBeat.delete(prev as BeatKey);
+    if (next?.heartbeatAt != null) this.byBeat.insert(next as BeatKey);
+  }
+
+  override clear(): void {
+    super.clear();
+    this.byBeat.clear();
+  }
+}
+
+const beatCursor = cursorCodec(
+  'factories.heartbeatBefore',
+  ['string', 'string', 'string'] as const,
+  (k: BeatKey) => [k.heartbeatAt, k.pk, k.id],
+  ([heartbeatAt, pk, id]) => ({ heartbeatAt, pk, id }),
+);
+
+const factoryIdCursor = cursorCodec(
+  'factories.list',
+  ['string'] as const,
+  (k: FactoryKey) => [k.id],
+  ([id]) => ({ id, pk: '', heartbeatAt: null }),
+);
+
+class MemoryFactories
+  extends ListedContainer<FactoryDoc, FactoryKey>
+  implements FactoriesContainer
+{
+  readonly #beats: SortedIndex<BeatKey>;
+
+  constructor(engine: Engine) {
+    const spec = new FactoriesSpec();
+    super(engine, spec, factoryIdCursor);
+    this.#beats = spec.byBeat;
+  }
+
+  heartbeatBefore(cutoff: string, q: PageRequest): Promise<Page<Stored<FactoryDoc>>> {
+    return this.query('heartbeatBefore', () => {
+      requireString(cutoff, 'cutoff');
+      const limit = requireLimit(q.limit, 1);
+      const after =
+        q.cursor === undefined || q.cursor === null ? undefined : beatCursor.decode(q.cursor);
+      const keys: BeatKey[] = [];
+      let more = false;
+      for (const key of this.#beats.values(
+        after === undefined ? undefined : { key: after, exclusive: true },
+      )) {
+        if (key.heartbeatAt >= cutoff) break;
+        if (keys.length === limit) {
+          more = true;
+          break;
+        }
+        keys.push(key);
+      }
+      const last = keys[keys.length - 1];
+      return {
+        items: keys.map((k) => this.table.load(k.pk, k.id)),
+        nextCursor: more && last !== undefined ? beatCursor.encode(last) : null,
+      };
+    });
+  }
+}
+
 interface EventKey {
   readonly seq: number;
   readonly id: string;
@@ -1110,11 +1208,7 @@ class MemoryStore implements DocumentStore {
         clear: () => {},
       }),
     );
-    const factories = new ListedContainer<FactoryDoc, IdKey>(
-      engine,
-      byIdSpec('factories', CONTAINERS.factories.partitionKey),
-      idCursor('factories.list'),
-    );
+    const factories = new MemoryFactories(engine);
     const profiles = new ListedContainer<ProfileDoc, IdKey>(
       engine,
       byIdSpec('profiles', CONTAINERS.profiles.partitionKey),

@@ -13,6 +13,7 @@ export {
 export { MIGRATIONS, type Migration, SCHEMA_VERSION } from './schema.js';
 export {
   DEFAULT_PATH,
+  FACTORY_QUERIES,
   IN_USE_DETAIL,
   JOB_QUERIES,
   MAX_BATCH_WRITES,

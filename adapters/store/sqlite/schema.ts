@@ -21,6 +21,8 @@
  * - `jobs_held`   (pk, holder): `holder` is only set while the job is in an active
  *   stage, so the partial index holds exactly the leases being counted;
  * - `jobs_outbox` of jobs whose outbox is not empty.
+ * Factories carry `factories_heartbeat` (heartbeat_at, pk, id): the stale check's walk
+ * across products, oldest beat first.
  * Partial indexes keep the claim queue, due set, held set and outbox set as small as
  * what they index, whatever the number of finished jobs.
  *
@@ -198,6 +200,29 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE events_v3 RENAME TO events;
       DROP INDEX jobs_stage;
       CREATE INDEX jobs_blocked ON jobs (seq, id, pk) WHERE stage = 'blocked';
+    `,
+  },
+  {
+    version: 4,
+    description: 'factories.heartbeat_at: stale factories of every product from an index',
+    // The supervisor's stale check walks factories by last heartbeat across products
+    // (`factories.heartbeatBefore`). The table is rebuilt so the new column sits before
+    // `json`, like every fact column; factory documents are small, so this is quick.
+    sql: `
+      CREATE TABLE factories_v4 (
+        pk            TEXT NOT NULL,
+        id            TEXT NOT NULL,
+        etag          TEXT NOT NULL,
+        heartbeat_at  TEXT,
+        json          TEXT NOT NULL,
+        PRIMARY KEY (pk, id)
+      );
+      INSERT INTO factories_v4 (pk, id, etag, heartbeat_at, json)
+        SELECT pk, id, etag, json_extract(json, '$.lastHeartbeatAt'), json FROM factories;
+      DROP TABLE factories;
+      ALTER TABLE factories_v4 RENAME TO factories;
+      CREATE INDEX factories_heartbeat ON factories (heartbeat_at, pk, id)
+        WHERE heartbeat_at IS NOT NULL;
     `,
   },
 ];

@@ -1090,6 +1090,56 @@ class ListedContainer<T extends { id: string }> extends SqliteContainer<T> {
 
 const noColumns = { columns: [], values: () => [] } as const;
 
+// -- Stale factories across products -------------------------------------------------
+
+const beatCursor = cursorCodec('factories.heartbeatBefore', ['string', 'string', 'string']);
+
+/** The stale-factory walk: a range of `factories_heartbeat`, in its order (plans tested). */
+export const FACTORY_QUERIES = {
+  heartbeatBefore: `SELECT heartbeat_at, pk, id, json FROM factories WHERE heartbeat_at < ?
+    ORDER BY heartbeat_at, pk, id ${LIMIT}`,
+  heartbeatBeforeAfter: `SELECT heartbeat_at, pk, id, json FROM factories WHERE heartbeat_at < ?
+    AND (heartbeat_at, pk, id) > (?, ?, ?) ORDER BY heartbeat_at, pk, id ${LIMIT}`,
+} as const;
+
+/** Factories: listed per product by id, and across products by last heartbeat. */
+class SqliteFactories extends ListedContainer<FactoryDoc> implements FactoriesContainer {
+  readonly #first: Statement;
+  readonly #after: Statement;
+
+  constructor(engine: Engine, etags: RandomEtags) {
+    super(
+      engine,
+      etags,
+      {
+        name: 'factories',
+        table: 'factories',
+        partitionKey: CONTAINERS.factories.partitionKey,
+        columns: ['heartbeat_at'],
+        values: (doc) => [typeof doc.lastHeartbeatAt === 'string' ? doc.lastHeartbeatAt : null],
+      },
+      { tag: 'factories.list', order: ['id'], parts: ['string'] },
+    );
+    this.#first = engine.db.prepare(FACTORY_QUERIES.heartbeatBefore).raw();
+    this.#after = engine.db.prepare(FACTORY_QUERIES.heartbeatBeforeAfter).raw();
+  }
+
+  heartbeatBefore(cutoff: string, q: PageRequest): Promise<Page<Stored<FactoryDoc>>> {
+    return this.query('heartbeatBefore', () => {
+      const before = requireString(cutoff, 'cutoff');
+      const limit = requireLimit(q.limit, 1);
+      const after =
+        q.cursor === undefined || q.cursor === null ? undefined : beatCursor.decode(q.cursor);
+      const rows = (
+        after === undefined
+          ? this.#first.all(before, limit + 1)
+          : this.#after.all(before, ...after, limit + 1)
+      ) as unknown[][];
+      return pageOf<Stored<FactoryDoc>>(rows, limit, beatCursor);
+    });
+  }
+}
+
 class SqliteEvents extends SqliteContainer<EventDoc> implements EventsContainer {
   readonly #append: Statement;
   readonly #list: Statement;
@@ -1197,17 +1247,7 @@ class SqliteDocumentStore implements DocumentStore {
       ...noColumns,
     });
     this.leases = leases;
-    this.factories = new ListedContainer<FactoryDoc>(
-      engine,
-      etags,
-      {
-        name: 'factories',
-        table: 'factories',
-        partitionKey: CONTAINERS.factories.partitionKey,
-        ...noColumns,
-      },
-      { tag: 'factories.list', order: ['id'], parts: ['string'] },
-    );
+    this.factories = new SqliteFactories(engine, etags);
     this.profiles = new ListedContainer<ProfileDoc>(
       engine,
       etags,
