@@ -73,8 +73,9 @@ describe.each(STORES)('long-poll claim on $name', (factory) => {
     const res = await parkClaim(app, 150);
     const elapsed = performance.now() - started;
     expect(res.statusCode).toBe(204);
+    // Never before waitMs; how long after depends on the machine's load, so the only
+    // upper bound is the test's own timeout. What ended the wait is its timer.
     expect(elapsed).toBeGreaterThanOrEqual(140);
-    expect(elapsed).toBeLessThan(5000);
     expect(await ended).toBe('timeout');
   });
 
