@@ -68,15 +68,21 @@ describe.each(STORES)('long-poll claim on $name', (factory) => {
 
   it('with nothing to claim, answers 204 once waitMs has passed', async () => {
     const app = await build();
+    let parked = false;
+    metrics.events.once('started', () => {
+      parked = true;
+    });
     const ended = metrics.next('ended');
     const started = performance.now();
     const res = await parkClaim(app, 150);
     const elapsed = performance.now() - started;
     expect(res.statusCode).toBe(204);
     // Never before waitMs; how long after depends on the machine's load, so the only
-    // upper bound is the test's own timeout. What ended the wait is its timer.
+    // upper bound is the test's own timeout. A claim parks only if its first attempt
+    // left time to wait (on a loaded machine a Cosmos DB attempt can outlast 150 ms);
+    // when it parked, what ended the wait is its timer.
     expect(elapsed).toBeGreaterThanOrEqual(140);
-    expect(await ended).toBe('timeout');
+    if (parked) expect(await ended).toBe('timeout');
   });
 
   it('finds a job queued by another process through its safety re-check', async () => {
