@@ -60,7 +60,13 @@ const FAIL_SHARE = 0.1;
 const PAUSE_CHANCE = 0.03;
 /** Share of jobs with hard deps on earlier jobs. */
 const DEPS_SHARE = 0.35;
-const RETRY = { max: 5, backoff: 'fixed', delayMs: 50 } as const;
+/**
+ * Retries: a job loses at most two attempts by plan (one transient failure, one pause);
+ * on a loaded host a renewal can also come late and lose a 1.5 s lease (logged below as
+ * "leases lost without a pause"). That is not a defect, so the budget of attempts is
+ * the schema's maximum: only a job that keeps losing its lease would dead-letter.
+ */
+const RETRY = { max: 100, backoff: 'fixed', delayMs: 50 } as const;
 /** Submissions in flight at once (over all servers). */
 const SUBMIT_CONCURRENCY = 8;
 /** Reads in flight at once while checking. */
