@@ -247,7 +247,8 @@ async function restoreContent(
   });
 }
 
-function newDoc(
+/** A new job's document: the initial (or blocked) snapshot, version 1, the next `seq`. */
+export function newDoc(
   c: Core,
   productId: string,
   id: string,
