@@ -28,7 +28,7 @@ import type { JobLink, Stored } from './document-store.port.js';
 import { FleetError, fail, isFleetError, ok, type Result } from './errors.js';
 import { JobDraft } from './job-draft.js';
 import * as S from './schemas.js';
-import { contentOf, newDoc } from './submission.js';
+import { contentOf, initialSnapshot, newDoc } from './submission.js';
 import type { JobDoc } from './types.js';
 
 /** Items per bulk submission, at most. */
@@ -257,7 +257,8 @@ async function decide(
     const status = evaluateDeps(content.deps, content.depsMode, linkOf);
     const now = c.clock.now();
     const doc = newDoc(c, productId, id, key, content, hash, now, status.met);
-    const draft = JobDraft.forNew(doc, now, actor, c.machine);
+    const initial = initialSnapshot(c.machine, content.retry.max, status.met).restored;
+    const draft = JobDraft.forNew(doc, now, actor, c.machine, initial);
     draft.record('submitted', { version: 1 });
     if (status.failedDep) {
       draft.send({ type: 'DEPENDENCY_FAILED' }, { dependencyId: status.failedDep });

@@ -118,6 +118,8 @@ export class JobDraft {
   readonly doc: JobDoc;
   readonly effects: OutboxEffect[] = [];
   readonly #machine: AnyStateMachine;
+  /** `before`'s snapshot as restored: while it is still current, `before.snapshot` is its persisted form. */
+  readonly #restored: Snapshot;
   #snapshot: Snapshot;
   #outcome: RunOutcome = {};
   #leaseEndedBy: 'expired' | 'released' = 'released';
@@ -143,6 +145,7 @@ export class JobDraft {
     const { _etag: _ignored, ...doc } = before;
     this.doc = { ...doc, outbox: [], rev: before.rev + 1 };
     this.#snapshot = restored ?? restoreSnapshot(before, machine);
+    this.#restored = this.#snapshot;
     this.#renewalsBefore = this.#snapshot.context.renewals;
   }
 
@@ -151,14 +154,18 @@ export class JobDraft {
     return this.#snapshot;
   }
 
-  /** A brand-new job: `doc` must carry the initial snapshot. */
+  /**
+   * A brand-new job: `doc` must carry the initial snapshot (persisted); `restored`, when
+   * given, is that snapshot already restored.
+   */
   static forNew(
     doc: JobDoc,
     now: number,
     actor: string | null,
     machine?: AnyStateMachine,
+    restored?: Snapshot,
   ): JobDraft {
-    const draft = new JobDraft({ ...doc, rev: -1, _etag: '' }, now, actor, machine);
+    const draft = new JobDraft({ ...doc, rev: -1, _etag: '' }, now, actor, machine, restored);
     draft.#changed = true;
     return draft;
   }
@@ -296,7 +303,11 @@ export class JobDraft {
   finalize(): JobDoc {
     const doc = this.doc;
     doc.updatedAt = iso(this.now);
-    doc.snapshot = persistSnapshot(this.#snapshot, this.#machine);
+    // A draft the machine did not move keeps the persisted snapshot it was made from.
+    doc.snapshot =
+      this.#snapshot === this.#restored
+        ? this.before.snapshot
+        : persistSnapshot(this.#snapshot, this.#machine);
     doc.dueAt = this.#dueAt();
     const b = this.before;
     if (

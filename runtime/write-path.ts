@@ -236,14 +236,10 @@ export class WritePath {
     const mark = store.mark();
     const saved = await store.commitMany(commits);
     for (const e of events) reporter.stored(e, mark);
+    // Not kept in the hot-job cache: a batch of new jobs waits in the queue, and would
+    // push the jobs being worked on out of the cache (a claim reads them once anyway).
     const out: Stored<JobDoc>[] = [];
-    for (const [i, job] of saved.entries()) {
-      const final = job.outbox.length > 0 ? await this.flush(job, true) : job;
-      const draft = drafts[i];
-      if (store.jobs.etag !== undefined && draft !== undefined)
-        this.#hot.set(final, draft.snapshot);
-      out.push(final);
-    }
+    for (const job of saved) out.push(job.outbox.length > 0 ? await this.flush(job, true) : job);
     return out;
   }
 
