@@ -2,6 +2,7 @@
  * The coordinator: the runtime's one entry point for hosts. A thin façade over a `Core`
  * (core.ts); each concept has its own file, so a reader finds a path by its name:
  * - submission.ts — idempotent submit, supersede, deps and cycles at submit;
+ *   bulk-submission.ts — up to 1,000 submissions answered per item, written as one unit;
  * - claim.ts — selection, claim spread, seat limits;
  * - worker-calls.ts — fenced moves, progress, renew, release;
  * - sweep.ts — reaping, retries, budgets, outbox and blocked-job repair;
@@ -21,6 +22,7 @@ import {
   type SnapshotMigrations,
 } from '../machines/index.js';
 import { cancel as adminCancel, requeue as adminRequeue } from './admin.js';
+import { type SubmitManyResult, submitMany } from './bulk-submission.js';
 import { claimNextJob, MAX_CANDIDATES } from './claim.js';
 import { type Clock, systemClock } from './clock.js';
 import { Core, type Logger, type SweepReport, silentLogger } from './core.js';
@@ -47,11 +49,13 @@ import type {
   RunDoc,
   Stage,
   SubmitInput,
+  SubmitManyItem,
   SubmitOutcome,
 } from './types.js';
 import type { Conditional } from './worker-calls.js';
 import * as worker from './worker-calls.js';
 
+export { SUBMIT_MANY_MAX, type SubmitManyResult } from './bulk-submission.js';
 export type { Logger, SweepReport } from './core.js';
 export type { Conditional } from './worker-calls.js';
 
@@ -180,6 +184,26 @@ export class Coordinator {
     actor: string | null = null,
   ): Promise<Result<{ job: Stored<JobDoc>; outcome: SubmitOutcome }>> {
     return submit(this.#core, productId, input, actor);
+  }
+
+  /**
+   * Bulk submission: up to {@link SUBMIT_MANY_MAX} (1,000) jobs, one answer per item in
+   * order — `created`, `existing` (same key, same content: the job as it is, also for a
+   * key repeated in the batch), or the item's own problem (`VALIDATION`,
+   * `IDEMPOTENCY_CONFLICT` for the same key with other content — a batch never
+   * supersedes —, `UNKNOWN_DEPENDENCY`, `DEPENDENCY_CYCLE`); one bad item never fails
+   * the others. Items are decided in order, so an item may depend on an earlier one (by
+   * id, or by key with `depKeys`). The new jobs are written as one unit: on SQLite and
+   * memory one atomic step of one durable commit; a store failure throws, and then none
+   * of them exists and no event was reported. `VALIDATION` for the whole call when
+   * `items` is not an array or holds more than 1,000.
+   */
+  submitMany(
+    productId: string,
+    items: readonly SubmitManyItem[],
+    actor: string | null = null,
+  ): Promise<Result<SubmitManyResult[]>> {
+    return submitMany(this.#core, productId, items, actor);
   }
 
   /**

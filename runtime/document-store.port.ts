@@ -297,4 +297,14 @@ export interface DocumentStore {
   ): Promise<{ pages: number; bytes: number }>;
   /** Releases resources; the store is unusable afterwards. */
   close(): Promise<void>;
+
+  // --- Bulk submission (issue 13, goal 4) ---------------------------------------------
+  /**
+   * Several {@link commit}s in one atomic step: every job write and derived document of
+   * every commit, or none of them (the first failure, e.g. a taken id or a stale etag,
+   * undoes the whole step), in the same durable commit. Optional, like `commit`: a store
+   * without it gets one write per job and the outbox (bulk submission then compensates
+   * a failed write by deleting the jobs it created). Returns the stored jobs in order.
+   */
+  commitMany?(commits: readonly JobCommit[]): Promise<Stored<JobDoc>[]>;
 }

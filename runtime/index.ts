@@ -26,6 +26,8 @@ export {
   Coordinator,
   type CoordinatorOptions,
   type Logger,
+  SUBMIT_MANY_MAX,
+  type SubmitManyResult,
   type SweepReport,
 } from './coordinator.js';
 export { type DepsStatus, evaluateDeps, findCycle } from './deps.js';

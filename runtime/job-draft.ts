@@ -136,6 +136,11 @@ export class JobDraft {
   readonly #machine: AnyStateMachine;
   /** The machine's version (stamped on the written document) and its migrations. */
   readonly #versions: SnapshotMigrations;
+  /**
+   * `before`'s snapshot as restored: while it is still current (and `before` was of the
+   * current machine version, so nothing was migrated), `before.snapshot` is its persisted form.
+   */
+  readonly #restored: Snapshot;
   #snapshot: Snapshot;
   #outcome: RunOutcome = {};
   #leaseEndedBy: 'expired' | 'released' = 'released';
@@ -165,6 +170,7 @@ export class JobDraft {
     const { _etag: _ignored, ...doc } = before;
     this.doc = { ...doc, outbox: [], rev: before.rev + 1 };
     this.#snapshot = restored ?? restoreSnapshot(before, machine, versions);
+    this.#restored = this.#snapshot;
     this.#renewalsBefore = this.#snapshot.context.renewals;
   }
 
@@ -174,14 +180,16 @@ export class JobDraft {
   }
 
   /**
-   * A brand-new job: `doc` must carry the initial snapshot, made by `machine` (so of
-   * `versions.version`, whatever `doc.machineVersion` says; the write stamps it).
+   * A brand-new job: `doc` must carry the initial snapshot (persisted), made by `machine`
+   * (so of `versions.version`, whatever `doc.machineVersion` says; the write stamps it);
+   * `restored`, when given, is that snapshot already restored.
    */
   static forNew(
     doc: JobDoc,
     now: number,
     actor: string | null,
     machine?: AnyStateMachine,
+    restored?: Snapshot,
     versions: SnapshotMigrations = JOB_SNAPSHOT_MIGRATIONS,
   ): JobDraft {
     const draft = new JobDraft(
@@ -189,7 +197,7 @@ export class JobDraft {
       now,
       actor,
       machine,
-      undefined,
+      restored,
       versions,
     );
     draft.#changed = true;
@@ -329,8 +337,12 @@ export class JobDraft {
   finalize(): JobDoc {
     const doc = this.doc;
     doc.updatedAt = iso(this.now);
-    doc.snapshot = persistSnapshot(this.#snapshot, this.#machine);
-    // A snapshot read from an older version was migrated: it is written as the current.
+    // A draft the machine did not move keeps the persisted snapshot it was made from,
+    // unless that was of an older machine version: a migrated snapshot is written anew.
+    doc.snapshot =
+      this.#snapshot === this.#restored && this.before.machineVersion === this.#versions.version
+        ? this.before.snapshot
+        : persistSnapshot(this.#snapshot, this.#machine);
     doc.machineVersion = this.#versions.version;
     doc.dueAt = this.#dueAt();
     const b = this.before;

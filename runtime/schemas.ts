@@ -221,6 +221,15 @@ export const SubmitInput = z.strictObject({
   profile: z.string().min(1).max(200).optional(),
 });
 
+/**
+ * One item of a bulk submission (`POST /fleet/jobs/batch`): a submission, plus deps named
+ * by idempotency key (`depKeys`: an earlier item of the same batch, or a job submitted
+ * before), each resolved to that job's id and merged into `deps`.
+ */
+export const SubmitManyItem = SubmitInput.extend({
+  depKeys: z.array(Identifier).max(500).optional(),
+});
+
 /** Worker moves accepted by `PATCH /fleet/jobs/:id`. */
 export const PatchTarget = z.enum(['building', 'review', 'testing', 'shipped', 'failed']);
 

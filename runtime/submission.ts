@@ -4,7 +4,7 @@
  * content supersedes it while it is `queued` or `blocked` and conflicts after that.
  * Deps and a parent are checked (they must exist; deps may not close a cycle).
  */
-import { initialTransition } from 'xstate';
+import { type AnyStateMachine, initialTransition } from 'xstate';
 import { JOB_MACHINE_VERSION } from '../machines/index.js';
 import { ZERO_USAGE } from './budget.js';
 import { contentHash, jobIdFor } from './canonical.js';
@@ -13,7 +13,7 @@ import { byId, type Core, MAX_CONFLICTS, parse, stripEtag } from './core.js';
 import { findCycle } from './deps.js';
 import type { JobLink, Stored } from './document-store.port.js';
 import { FleetError, fail, isFleetError, ok, type Result } from './errors.js';
-import { JobDraft, persistSnapshot } from './job-draft.js';
+import { JobDraft, persistSnapshot, restoreSnapshot, type Snapshot } from './job-draft.js';
 import * as S from './schemas.js';
 import type { JobDoc, SubmitInput, SubmitOutcome, SubmitRequest } from './types.js';
 
@@ -100,6 +100,8 @@ export async function submit(
         now,
         actor,
         c.machine,
+        initialSnapshot(c.machine, content.retry.max, status.met).restored,
+        c.versions,
       );
       draft.record('submitted', { version: 1 });
       if (status.failedDep)
@@ -247,7 +249,59 @@ async function restoreContent(
   });
 }
 
-function newDoc(
+/** A new job's snapshot, restored and persisted (see {@link initialSnapshot}). */
+export interface InitialSnapshot {
+  readonly restored: Snapshot;
+  readonly persisted: Record<string, unknown>;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const child of Object.values(value)) deepFreeze(child);
+  }
+  return value;
+}
+
+const initialSnapshots = new WeakMap<AnyStateMachine, Map<string, InitialSnapshot>>();
+
+/**
+ * The snapshot a new job starts from (`queued`, or `blocked` when its deps are unmet),
+ * computed once per machine and input and shared, frozen: every new job with the same
+ * `maxRetries` starts from the same one (no context factory, no JSON round trip per
+ * job). Snapshots are never mutated: a transition makes a new one.
+ */
+export function initialSnapshot(
+  machine: AnyStateMachine,
+  maxRetries: number,
+  depsMet: boolean,
+): InitialSnapshot {
+  let byInput = initialSnapshots.get(machine);
+  if (byInput === undefined) {
+    byInput = new Map();
+    initialSnapshots.set(machine, byInput);
+  }
+  const key = `${maxRetries}:${depsMet}`;
+  let found = byInput.get(key);
+  if (found === undefined) {
+    const [initial] = initialTransition(machine, { maxRetries });
+    const snapshot = depsMet
+      ? initial
+      : machine.resolveState({ value: 'blocked', context: initial.context });
+    const persisted = deepFreeze(persistSnapshot(snapshot as Snapshot, machine));
+    // Restored from the persisted form, exactly as a draft of a stored job would be.
+    const restored = restoreSnapshot(
+      { id: 'new', machineVersion: JOB_MACHINE_VERSION, snapshot: persisted },
+      machine,
+    );
+    found = { restored, persisted };
+    byInput.set(key, found);
+  }
+  return found;
+}
+
+/** A new job's document: the initial (or blocked) snapshot, version 1, the next `seq`. */
+export function newDoc(
   c: Core,
   productId: string,
   id: string,
@@ -257,10 +311,6 @@ function newDoc(
   now: number,
   depsMet: boolean,
 ): JobDoc {
-  const [initial] = initialTransition(c.machine, { maxRetries: content.retry.max });
-  const snapshot = depsMet
-    ? initial
-    : c.machine.resolveState({ value: 'blocked', context: initial.context });
   const seq = c.nextSeq(now);
   return {
     id,
@@ -290,6 +340,6 @@ function newDoc(
     eventSeq: 0,
     outbox: [],
     machineVersion: JOB_MACHINE_VERSION,
-    snapshot: persistSnapshot(snapshot, c.machine),
+    snapshot: initialSnapshot(c.machine, content.retry.max, depsMet).persisted,
   };
 }

@@ -20,6 +20,7 @@ export type Artifact = z.infer<typeof S.Artifact>;
 
 export type SubmitInput = z.input<typeof S.SubmitInput>;
 export type SubmitRequest = z.output<typeof S.SubmitInput>;
+export type SubmitManyItem = z.input<typeof S.SubmitManyItem>;
 export type PatchInput = z.input<typeof S.PatchInput>;
 export type PatchTarget = z.infer<typeof S.PatchTarget>;
 export type ProgressInput = z.input<typeof S.ProgressInput>;

@@ -191,6 +191,61 @@ export class WritePath {
   }
 
   /**
+   * Creates several new jobs (drafts made by `JobDraft.forNew`) as one unit: all of them
+   * or none. A store with `commitMany` (SQLite, memory) writes every job and its events in
+   * one atomic step of one durable commit; only a "notify my dependents" stays in an
+   * outbox, carried out right after. Other stores (Cosmos DB) get one create per job with
+   * its outbox; if one fails, the jobs created before it are deleted again (their
+   * outboxes not yet carried out, so none of their events exists or was reported) and the
+   * failure is thrown; then each outbox is carried out. `ALREADY_EXISTS` when an id is
+   * taken (a concurrent submission won). Returns the stored jobs in order.
+   */
+  async createMany(drafts: readonly JobDraft[]): Promise<Stored<JobDoc>[]> {
+    const { store, reporter } = this.#core;
+    const docs = drafts.map((d) => d.finalize());
+    if (store.commitMany === undefined) {
+      const created: Stored<JobDoc>[] = [];
+      try {
+        for (const doc of docs) created.push(await store.jobs.create(doc));
+      } catch (e) {
+        for (const job of created) {
+          await store.jobs.delete(job.productId, job.id, job._etag).catch(() => {});
+        }
+        throw e;
+      }
+      const out: Stored<JobDoc>[] = [];
+      for (const job of created) out.push(await this.flush(job, true));
+      return out;
+    }
+    const events: EventDoc[] = [];
+    const commits = docs.map((doc) => {
+      const own: EventDoc[] = [];
+      const runs: RunDoc[] = [];
+      const artifacts: ArtifactDoc[] = [];
+      let lease: LeaseDoc | null = null;
+      const outbox: OutboxEffect[] = [];
+      for (const effect of doc.outbox) {
+        if (effect.kind === 'event') own.push(reporter.stamp(effect.event));
+        else if (effect.kind === 'run') runs.push(effect.run);
+        else if (effect.kind === 'lease') lease = effect.lease;
+        else if (effect.kind === 'artifact') {
+          artifacts.push({ ...effect.artifact, rev: effect.artifact.rev ?? doc.rev });
+        } else outbox.push(effect);
+      }
+      events.push(...own);
+      return { job: { ...doc, outbox }, etag: null, events: own, runs, lease, artifacts };
+    });
+    const mark = store.mark();
+    const saved = await store.commitMany(commits);
+    for (const e of events) reporter.stored(e, mark);
+    // Not kept in the hot-job cache: a batch of new jobs waits in the queue, and would
+    // push the jobs being worked on out of the cache (a claim reads them once anyway).
+    const out: Stored<JobDoc>[] = [];
+    for (const job of saved) out.push(job.outbox.length > 0 ? await this.flush(job, true) : job);
+    return out;
+  }
+
+  /**
    * Writes a decided draft over the stored job of etag `etag` (null: creates it), with
    * its derived documents (events, runs, lease, artifacts), and carries out what must
    * follow. `PRECONDITION_FAILED` / `NOT_FOUND` / `ALREADY_EXISTS` when the stored job

@@ -12,7 +12,7 @@
  * Timeouts by default: 30 s a request; a claim waits `waitMs` + 10 s.
  *
  * Retries only where a second send cannot do harm:
- * - reads, submit (idempotent on its key), heartbeat, lease renewal, and progress calls
+ * - reads, submit and bulk submit (idempotent on their keys), heartbeat, lease renewal, and progress calls
  *   carrying a `seq` (the server applies each seq once) are retried on any network
  *   failure and on 429, 502, 503 and 504, with full-jitter backoff and `Retry-After`;
  * - claim, PATCH, release, progress without `seq`, requeue and cancel are retried only
@@ -30,8 +30,10 @@ import type {
   RenewInput,
   Stage,
   SubmitInput,
+  SubmitManyItem,
   SubmitOutcome,
 } from '../../runtime/index.js';
+import type { BatchItemResult } from '../http/batch-routes.js';
 import type {
   ArtifactView,
   ClaimView,
@@ -65,6 +67,13 @@ export type Artifact = z.output<typeof ArtifactView>;
 export type Lease = z.output<typeof LeaseView>;
 /** A successful claim: the job, its lease and the run it opened. */
 export type Claim = z.output<typeof ClaimView>;
+
+/**
+ * The result of one item of a bulk submission: `status` is what a single submit of it
+ * would have answered (201 created, 200 existing, 400, 409, 422), with `job` on success
+ * and the item's `problem` document otherwise.
+ */
+export type SubmitManyItemResult = BatchItemResult;
 
 /** A page of a list; `nextCursor` is null on the last page. */
 export interface Page<T> {
@@ -174,6 +183,21 @@ export class FleetClient {
     const outcome: SubmitOutcome =
       header === 'existing' || header === 'superseded' ? header : 'created';
     return { job: a.body as Job, outcome };
+  }
+
+  /**
+   * Bulk submit (`POST /fleet/jobs/batch`): up to 1,000 submissions, one result per item
+   * in order (see {@link SubmitManyItemResult}); one bad item never refuses the others,
+   * so a call only throws for a problem of the call itself (auth, more than 1,000 items,
+   * body too large, the store unavailable). A batch never supersedes, so retrying it is
+   * harmless: jobs it created answer `existing`.
+   */
+  async submitMany(
+    jobs: readonly SubmitManyItem[],
+    options?: CallOptions,
+  ): Promise<SubmitManyItemResult[]> {
+    const a = await this.#request('submitMany', { body: { jobs }, retry: 'safe', options });
+    return (a.body as { items: SubmitManyItemResult[] }).items;
   }
 
   /** The product's jobs, newest first, optionally of one stage. */

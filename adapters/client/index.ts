@@ -26,5 +26,6 @@ export {
   type PageQuery,
   paginate,
   type Run,
+  type SubmitManyItemResult,
 } from './fleet-client.js';
 export { CLIENT_ROUTES, type ClientOperation } from './routes.js';

@@ -5,6 +5,7 @@
  */
 export const CLIENT_ROUTES = {
   submit: { method: 'POST', path: '/fleet/jobs' },
+  submitMany: { method: 'POST', path: '/fleet/jobs/batch' },
   listJobs: { method: 'GET', path: '/fleet/jobs' },
   getJob: { method: 'GET', path: '/fleet/jobs/{id}' },
   transition: { method: 'PATCH', path: '/fleet/jobs/{id}' },

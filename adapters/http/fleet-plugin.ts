@@ -35,6 +35,7 @@ import { type Clock, Coordinator, type DocumentStore } from '../../runtime/index
 import { registerAdminRoutes } from './admin-routes.js';
 import type { Authenticate } from './auth.js';
 import { type BackupState, registerBackupRoutes } from './backup-routes.js';
+import { registerBatchRoutes } from './batch-routes.js';
 import { ClaimWaiters } from './claim-waiters.js';
 import { forbiddenKeyError } from './forbidden-keys.js';
 import { MAX_JOB_ID_LENGTH } from './http-schemas.js';
@@ -332,6 +333,7 @@ const fleetPluginImpl: FastifyPluginAsync<FleetPluginOptions> = async (fastify, 
       fleet.setNotFoundHandler(notFound);
       if (o.rateLimit) await registerRateLimit(fleet, o.rateLimit);
       registerJobRoutes(fleet, ctx);
+      registerBatchRoutes(fleet, ctx);
       registerWorkerRoutes(fleet, ctx);
       registerAdminRoutes(fleet, ctx);
       registerBackupRoutes(fleet, ctx, backups);

@@ -12,6 +12,12 @@ export {
   type FleetAuth,
   type FleetRole,
 } from './auth.js';
+export {
+  BATCH_BODY_FACTOR,
+  type BatchItemResult,
+  BatchSubmitBody,
+  BatchSubmitResult,
+} from './batch-routes.js';
 export { ClaimWaiters, type WaitResult } from './claim-waiters.js';
 export { fleetClientErrorHandler } from './client-errors.js';
 export { type FleetPluginOptions, fleetPlugin } from './fleet-plugin.js';

@@ -15,8 +15,10 @@ import { createMemoryStore } from '../../adapters/store/memory/index.js';
 import { buildTestApp, type TestApp } from '../http/support.js';
 import { injectFetch, type SentRequest } from '../support/inject-fetch.js';
 
-/** The OpenAPI path template that `path` matches, among `templates`. */
+/** The OpenAPI path (or path template) that `path` matches, among `templates`. */
 function templateOf(path: string, templates: string[]): string | undefined {
+  // A literal path (`/fleet/jobs/batch`) wins over a template it also matches (`/fleet/jobs/{id}`).
+  if (templates.includes(path)) return path;
   return templates.find((t) => new RegExp(`^${t.replace(/\{[^}]+\}/g, '[^/]+')}$`).test(path));
 }
 
@@ -48,6 +50,17 @@ describe('client contract', () => {
     expect((await c.submit({ idempotencyKey: 'contract-1', bodyMd: 'x' })).outcome).toBe(
       'existing',
     );
+    const batch = await c.submitMany([
+      { idempotencyKey: 'contract-1', bodyMd: 'x' },
+      { idempotencyKey: 'contract-2', bodyMd: 'y', depKeys: ['contract-1'] },
+      { idempotencyKey: 'contract-1', bodyMd: 'other' },
+    ]);
+    expect(batch.map((i) => [i.status, i.idempotency ?? i.problem?.code])).toEqual([
+      [200, 'existing'],
+      [201, 'created'],
+      [409, 'IDEMPOTENCY_CONFLICT'],
+    ]);
+    expect(batch[1]?.job).toMatchObject({ stage: 'blocked', deps: [job.id] });
     expect((await c.listJobs({ stage: 'queued', limit: 5 })).items.map((j) => j.id)).toEqual([
       job.id,
     ]);

@@ -277,6 +277,26 @@ describe('a v1 database opened by a build whose job machine is version 2', () =>
     expect(contextOf(built)).toMatchObject({ claims: 1, attempt: 1, renewals: 5 });
   });
 
+  it('new jobs, one at a time or in a batch, are written at version 2 and claimed as such', async () => {
+    const { fleet } = open(copyOfFixture(), '2026-01-01T00:00:30.000Z');
+    const one = unwrap(await fleet.submit(P, { idempotencyKey: 'new-one', bodyMd: 'x' }));
+    const many = unwrap(
+      await fleet.submitMany(P, [
+        { idempotencyKey: 'new-many', bodyMd: 'y', priority: 'critical' },
+      ]),
+    );
+    const batched = many[0];
+    expect(batched?.ok).toBe(true);
+    const created = [one.job, batched?.ok ? batched.value.job : undefined];
+    for (const job of created) {
+      expect(job?.machineVersion).toBe(2);
+      expect(contextOf(job as JobDoc).claims).toBe(0);
+    }
+    const g = unwrap(await fleet.claimNextJob(P, { factoryId: 'factory-9' }));
+    expect(g?.job.idempotencyKey).toBe('new-many');
+    expect(contextOf(g?.job as JobDoc).claims).toBe(1);
+  });
+
   it('a version newer than the build is refused with SNAPSHOT_VERSION and left as it is', async () => {
     const path = copyOfFixture();
     const before = readFixture(path);

@@ -9,6 +9,7 @@ import { once } from 'node:events';
 import { maxHeaderSize } from 'node:http';
 import { connect } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import { BATCH_BODY_FACTOR } from '../../adapters/http/batch-routes.js';
 import { loadConfig } from '../../adapters/http/config.js';
 import { buildServer, type FleetServer, listen } from '../../adapters/http/server.js';
 import { createMemoryStore } from '../../adapters/store/memory/index.js';
@@ -257,6 +258,9 @@ describe('every mutating route at and past the body limit (inject)', () => {
     await submitJob(t);
     const { lease } = await claimJob(t, 'f1');
     for (const route of ROUTES.filter((r) => r.mutating)) {
+      // Bulk submission takes BATCH_BODY_FACTOR times the limit (1,000 jobs in one body).
+      const limit =
+        route.openapi === '/fleet/jobs/batch' ? BODY_LIMIT * BATCH_BODY_FACTOR : BODY_LIMIT;
       const base = JSON.stringify(
         route.body?.({ factoryId: 'f1', leaseEpoch: lease.leaseEpoch }) ?? {},
       );
@@ -268,10 +272,10 @@ describe('every mutating route at and past the body limit (inject)', () => {
           payload,
         });
       const before = await dumpProduct(t.store, PRODUCT);
-      const over = await send(pad(BODY_LIMIT + 1));
-      expectProblem(over, 'PAYLOAD_TOO_LARGE');
+      const over = await send(pad(limit + 1));
+      expect(expectProblem(over, 'PAYLOAD_TOO_LARGE').limitBytes).toBe(limit);
       expect(await dumpProduct(t.store, PRODUCT), route.path('{id}')).toEqual(before);
-      const at = await send(pad(BODY_LIMIT));
+      const at = await send(pad(limit));
       expect(at.statusCode, `${route.method} ${route.path('{id}')}: ${at.body}`).toBeLessThan(500);
       expect(at.statusCode).not.toBe(413);
     }

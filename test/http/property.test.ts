@@ -133,6 +133,10 @@ const NEAR_VALID: Record<string, fc.Arbitrary<unknown>> = {
   ),
 };
 
+NEAR_VALID['POST /fleet/jobs/batch'] = fc.record({
+  jobs: fc.array(NEAR_VALID['POST /fleet/jobs']!, { maxLength: 3 }),
+});
+
 const MUTATING = ROUTES.filter((r) => r.mutating);
 
 /** null most of the time, else a value of `arb`. */

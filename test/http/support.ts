@@ -238,6 +238,15 @@ export const ROUTES: RouteSpec[] = [
     body: () => ({ idempotencyKey: `k-${Math.random()}`, bodyMd: 'work' }),
   },
   {
+    method: 'POST',
+    path: () => '/fleet/jobs/batch',
+    openapi: '/fleet/jobs/batch',
+    access: 'submitter',
+    jobRoute: false,
+    mutating: true,
+    body: () => ({ jobs: [{ idempotencyKey: `k-${Math.random()}`, bodyMd: 'work' }] }),
+  },
+  {
     method: 'GET',
     path: () => '/fleet/jobs',
     openapi: '/fleet/jobs',

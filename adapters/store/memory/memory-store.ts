@@ -1282,6 +1282,65 @@ class MemoryStore implements DocumentStore {
     }
   }
 
+  /**
+   * Several commits in one synchronous step: all of them checked first (each job's etag
+   * or absence, every event id, no id twice), then all applied, so it is all or nothing.
+   */
+  async commitMany(commits: readonly JobCommit[]): Promise<Stored<JobDoc>[]> {
+    try {
+      const k = this.#tables;
+      const prepared = commits.map((c) => ({
+        c,
+        job: k.jobs.prepare(c.job),
+        events: c.events.map((e) => k.events.prepare(e)),
+        upserts: [
+          ...c.runs.map((r) => upsert(k.runs, r)),
+          ...(c.lease === null ? [] : [upsert(k.leases, c.lease)]),
+          ...c.artifacts.map((a) => upsert(k.artifacts, a)),
+        ],
+      }));
+      await yieldTurn();
+      k.jobs.assertOpen();
+      const jobIds = new Set<string>();
+      const eventIds = new Set<string>();
+      for (const { c, job, events } of prepared) {
+        const key = `${job.pk}\u0000${job.id}`;
+        const stored = k.jobs.get(job.pk, job.id);
+        if (jobIds.has(key)) {
+          throw new StoreFault('exists', `jobs ${job.pk}/${job.id} is written twice`);
+        }
+        jobIds.add(key);
+        if (c.etag === null) {
+          if (stored !== undefined) {
+            throw new StoreFault('exists', `jobs ${job.pk}/${job.id} already exists`);
+          }
+        } else if (stored === undefined) {
+          throw new StoreFault('missing', `jobs ${job.pk}/${job.id} not found`);
+        } else if (stored.etag !== c.etag) {
+          throw new StoreFault('stale', `jobs ${job.pk}/${job.id}: etag does not match`);
+        }
+        for (const e of events) {
+          const eventKey = `${e.pk}\u0000${e.id}`;
+          if (k.events.get(e.pk, e.id) !== undefined || eventIds.has(eventKey)) {
+            throw new StoreFault('exists', `events ${e.pk}/${e.id} already exists`);
+          }
+          eventIds.add(eventKey);
+        }
+      }
+      const out: Stored<JobDoc>[] = [];
+      for (const { c, job, events, upserts } of prepared) {
+        if (c.etag === null) k.jobs.create(job);
+        else k.jobs.replace(job, c.etag);
+        for (const e of events) k.events.create(e);
+        for (const apply of upserts) apply();
+        out.push(job.copy);
+      }
+      return out;
+    } catch (e) {
+      throw mapError(e, 'commitMany');
+    }
+  }
+
   /** Nothing here is batched: every write applies when it returns. */
   mark(): number {
     return 0;

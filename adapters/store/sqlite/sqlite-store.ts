@@ -1309,6 +1309,44 @@ class SqliteDocumentStore implements DocumentStore {
     }
   }
 
+  /**
+   * Several commits in one step of the open batch (one SAVEPOINT): a failing statement
+   * of any of them undoes all of them, and all are in the same durable commit.
+   */
+  async commitMany(commits: readonly JobCommit[]): Promise<Stored<JobDoc>[]> {
+    let where = '';
+    try {
+      const k = this.#containers;
+      const jobs: ReturnType<SqliteJobs['prepareJob']>[] = [];
+      const writes: (() => void)[] = [];
+      for (const c of commits) {
+        const job = k.jobs.prepareJob(c.job, c.etag);
+        jobs.push(job);
+        writes.push(
+          () => {
+            where = job.where;
+            job.apply();
+          },
+          ...c.events.map((e) => k.events.prepareWrite(e, 'insert')),
+          ...c.runs.map((r) => k.runs.prepareWrite(r, 'upsert')),
+          ...(c.lease === null ? [] : [k.leases.prepareWrite(c.lease, 'upsert')]),
+          ...c.artifacts.map((a) => k.artifacts.prepareWrite(a, 'upsert')),
+        );
+      }
+      if (jobs.length === 0) return [];
+      this.#engine.assertOpen();
+      this.#engine.write(() =>
+        this.#unit(() => {
+          for (const w of writes) w();
+        }),
+      );
+      for (const job of jobs) job.after();
+      return jobs.map((job) => job.result);
+    } catch (e) {
+      throw mapError(e, `commitMany${where}`);
+    }
+  }
+
   get commits(): number {
     return this.#engine.commits;
   }
