@@ -69,12 +69,20 @@ const WHERE: Record<string, string> = {
   headers: 'header',
 };
 
+/** Longest path or message a validation problem repeats (a key may be any length). */
+const MAX_PART = 200;
+
+/** `text`, cut to `max` characters with an ellipsis when longer. */
+function clip(text: string, max = MAX_PART): string {
+  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
+}
+
 function validationProblem(err: FastifyError): ProblemDocument {
   const where = WHERE[err.validationContext ?? 'body'] ?? 'body';
   const issues = (err.validation ?? []) as ValidationIssue[];
   const errors = issues.slice(0, 20).map((i) => {
-    const path = (i.instancePath ?? '').replace(/^\//, '').replaceAll('/', '.');
-    return { in: where, path, message: i.message ?? 'is invalid' };
+    const path = clip((i.instancePath ?? '').replace(/^\//, '').replaceAll('/', '.'));
+    return { in: where, path, message: clip(i.message ?? 'is invalid') };
   });
   const detail = errors
     .slice(0, 5)

@@ -130,4 +130,20 @@ describe('22: HTTP input hardening', () => {
     expect(expectProblem(broken, 'VALIDATION').detail).toBe('the body is not valid JSON');
     expect(await dumpProduct(t.store, PRODUCT)).toEqual({ jobs: [], factories: [] });
   });
+
+  it('a problem names unknown or invalid keys without repeating a key of any length', async () => {
+    const job = await submitJob(t);
+    const long = (c: string) => c.repeat(900);
+    const res = await t.call('POST', `/fleet/jobs/${job.id}/lease/release`, {
+      token: 'factory',
+      body: { factoryId: 'f1', leaseEpoch: 1, [long('a')]: 1, [long('b')]: 2, [long('c')]: 3 },
+    });
+    const problem = expectProblem(res, 'VALIDATION');
+    expect(problem.detail).toContain('Unrecognized keys');
+    expect(problem.detail.length).toBeLessThan(2000);
+    for (const e of res.json().errors as Array<{ path: string; message: string }>) {
+      expect(e.message.length).toBeLessThanOrEqual(200);
+      expect(e.path.length).toBeLessThanOrEqual(200);
+    }
+  });
 });
