@@ -63,6 +63,12 @@ export const ORDERS = {
   ],
   /** factories.list, profiles.list: by id (one field: the default range index serves it). */
   byId: [['id', 'ascending']],
+  /** Retention (issue 14), jobs.finishedBefore: earliest finished first across products. */
+  finished: [
+    ['updatedAt', 'ascending'],
+    ['id', 'ascending'],
+    ['productId', 'ascending'],
+  ],
 } as const satisfies Record<string, readonly OrderField[]>;
 
 export type OrderName = keyof typeof ORDERS;
@@ -86,7 +92,7 @@ const spec = (key: ContainerKey, orders: readonly OrderName[]): CosmosContainerS
 
 /** Every container, its key and its composite indexes: the single source of truth. */
 export const COSMOS_CONTAINERS: Readonly<Record<ContainerKey, CosmosContainerSpec>> = {
-  jobs: spec('jobs', ['claim', 'newest', 'oldest', 'due']),
+  jobs: spec('jobs', ['claim', 'newest', 'oldest', 'due', 'finished']),
   runs: spec('runs', ['attempts']),
   leases: spec('leases', []),
   factories: spec('factories', ['byId']),
