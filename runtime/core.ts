@@ -8,7 +8,7 @@
 import type { AnyStateMachine } from 'xstate';
 import type { Clock } from './clock.js';
 import { Dependencies } from './dependencies.js';
-import type { DocumentStore } from './document-store.port.js';
+import type { DocumentStore, FinishedJobKey } from './document-store.port.js';
 import { fail, isFleetError, ok, type Result } from './errors.js';
 import { EventReporter } from './event-reporter.js';
 import { Mailboxes } from './mailbox.js';
@@ -38,6 +38,8 @@ export interface SweepReport {
   unblocked: number;
   /** Jobs whose step failed (logged with their id and skipped; the sweep went on). */
   failedJobs: number;
+  /** Retention (issue 14): finished jobs deleted with their documents (retention.ts). */
+  pruned: number;
 }
 
 function zodDetail(error: {
@@ -83,6 +85,8 @@ export interface CoreOptions {
   machine: AnyStateMachine;
   log: Logger;
   projections: LiveProjections | null;
+  /** Retention (issue 14): how long finished jobs are kept, in ms; 0 keeps them forever. */
+  retentionMs: number;
 }
 
 export class Core {
@@ -100,6 +104,10 @@ export class Core {
   readonly deps: Dependencies;
   /** Where the blocked-jobs repair pass resumes (null: from the start). */
   blockedCursor: string | null = null;
+  /** Retention (issue 14): how long finished jobs are kept, in ms; 0 keeps them forever. */
+  readonly retentionMs: number;
+  /** Retention: where the sweep's pruning pass resumes (null: from the oldest). */
+  pruneCursor: FinishedJobKey | null = null;
   #isolatedFailures = 0;
   #lastSeq = 0;
 
@@ -115,6 +123,7 @@ export class Core {
     this.reporter = new EventReporter(o.store, o.log, o.projections);
     this.writes = new WritePath(this);
     this.deps = new Dependencies(this);
+    this.retentionMs = o.retentionMs;
   }
 
   /** Per-job failures isolated so far (logged and skipped) in sweeps and cascades. */

@@ -65,7 +65,7 @@ function describeReport(r: SupervisorReport, durationMs: number): string {
   return (
     `sweep succeeded in ${durationMs} ms: reaped ${r.reaped}, retried ${r.retried}, ` +
     `budget exceeded ${r.budgetExceeded}, repaired ${r.repaired}, unblocked ${r.unblocked}, ` +
-    `stale factories ${r.staleFactories}`
+    `pruned ${r.pruned}, stale factories ${r.staleFactories}`
   );
 }
 
