@@ -137,7 +137,12 @@ export async function reap({ once, json }: { once: boolean; json: boolean }): Pr
   const config = configOrExit();
   const store = await openStore(config.store);
   const logger = stderrLogger(config.logLevel, { component: 'supervisor' });
-  const coordinator = new Coordinator({ store, leaseMs: config.leaseMs, logger });
+  const coordinator = new Coordinator({
+    store,
+    leaseMs: config.leaseMs,
+    logger,
+    retentionMs: config.retentionMs,
+  });
   const products =
     config.tokens.source === 'dev'
       ? ['default']

@@ -109,6 +109,8 @@ export type SqliteStore = DocumentStore & {
   readonly commits: number;
   /** Always present on SQLite (see `online-backup.ts`). */
   backup: NonNullable<DocumentStore['backup']>;
+  /** Retention (issue 14): always present on SQLite. */
+  purgeJob: NonNullable<DocumentStore['purgeJob']>;
 };
 
 export const DEFAULT_PATH = './data/fleet.db';
