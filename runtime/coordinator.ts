@@ -24,7 +24,12 @@ import { FleetError, fail, isFleetError, ok, type Result } from './errors.js';
 import * as factories from './factories.js';
 import { LiveProjections } from './projections.js';
 import * as reads from './reads.js';
-import { type PruneOptions, type PruneReport, prune as prunePass } from './retention.js';
+import {
+  PRUNE_PER_SWEEP,
+  type PruneOptions,
+  type PruneReport,
+  prune as prunePass,
+} from './retention.js';
 import { submit } from './submission.js';
 import * as sweeps from './sweep.js';
 import type {
@@ -93,6 +98,12 @@ export interface CoordinatorOptions {
    * @defaultValue 0
    */
   retentionMs?: number;
+  /**
+   * Finished jobs a sweep looks at for pruning, at most (a whole number ≥ 1): the
+   * bound of a sweep's retention work (see `PRUNE_PER_SWEEP` for the numbers).
+   * @defaultValue 4096
+   */
+  prunePerSweep?: number;
 }
 
 export class Coordinator {
@@ -126,6 +137,10 @@ export class Coordinator {
       throw new RangeError(`retentionMs must be an integer ≥ 0, got ${retentionMs}`);
     }
     this.retentionMs = retentionMs;
+    const prunePerSweep = options.prunePerSweep ?? PRUNE_PER_SWEEP;
+    if (!Number.isInteger(prunePerSweep) || prunePerSweep < 1) {
+      throw new RangeError(`prunePerSweep must be an integer ≥ 1, got ${prunePerSweep}`);
+    }
     this.store = options.store;
     this.clock = options.clock ?? systemClock;
     this.leaseMs = leaseMs;
@@ -142,6 +157,7 @@ export class Coordinator {
       log: options.logger ?? silentLogger,
       projections: this.projections,
       retentionMs,
+      prunePerSweep,
     });
   }
 

@@ -87,6 +87,8 @@ export interface CoreOptions {
   projections: LiveProjections | null;
   /** Retention (issue 14): how long finished jobs are kept, in ms; 0 keeps them forever. */
   retentionMs: number;
+  /** Retention: finished jobs a sweep looks at, at most. */
+  prunePerSweep: number;
 }
 
 export class Core {
@@ -106,6 +108,8 @@ export class Core {
   blockedCursor: string | null = null;
   /** Retention (issue 14): how long finished jobs are kept, in ms; 0 keeps them forever. */
   readonly retentionMs: number;
+  /** Retention: finished jobs a sweep looks at, at most. */
+  readonly prunePerSweep: number;
   /** Retention: where the sweep's pruning pass resumes (null: from the oldest). */
   pruneCursor: FinishedJobKey | null = null;
   #isolatedFailures = 0;
@@ -124,6 +128,7 @@ export class Core {
     this.writes = new WritePath(this);
     this.deps = new Dependencies(this);
     this.retentionMs = o.retentionMs;
+    this.prunePerSweep = o.prunePerSweep;
   }
 
   /** Per-job failures isolated so far (logged and skipped) in sweeps and cascades. */

@@ -10,7 +10,7 @@ import { exceededBudget } from './budget.js';
 import { iso, ms } from './clock.js';
 import type { Core, SweepReport } from './core.js';
 import { isFleetError } from './errors.js';
-import { PRUNE_PER_SWEEP, prune } from './retention.js';
+import { prune } from './retention.js';
 import { ACTIVE_STAGES, type Stage } from './types.js';
 import { Yielder } from './yielder.js';
 
@@ -237,7 +237,7 @@ async function pruneFinished(c: Core, now: number, report: SweepReport): Promise
   if (c.retentionMs <= 0) return;
   const r = await prune(c, {
     before: now - c.retentionMs,
-    limit: PRUNE_PER_SWEEP,
+    limit: c.prunePerSweep,
     after: c.pruneCursor,
   });
   c.pruneCursor = r.next;

@@ -10,7 +10,6 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Coordinator } from '../../runtime/coordinator.js';
 import type { DocumentStore } from '../../runtime/document-store.port.js';
 import { FleetError } from '../../runtime/errors.js';
-import { PRUNE_PER_SWEEP } from '../../runtime/retention.js';
 import { failure, type Harness, makeHarness, must } from '../support/harness.js';
 import { STORES } from '../support/stores.js';
 
@@ -24,6 +23,12 @@ describe.each(STORES.map((s) => [s.name, s] as const))('retention (%s)', (_name,
   afterEach(async () => {
     await h.close();
   });
+
+  /** A new harness with `options` on a fresh store (the current one is closed). */
+  const reopen = async (options: Parameters<typeof makeHarness>[1]) => {
+    await h.close();
+    return makeHarness(factory, options);
+  };
 
   /** Submits, claims and ships a job; returns its id. */
   const ship = async (input: Parameters<Harness['submit']>[0] = {}): Promise<string> => {
@@ -73,6 +78,7 @@ describe.each(STORES.map((s) => [s.name, s] as const))('retention (%s)', (_name,
     expect((await forever.sweep()).pruned).toBe(0);
     expect(await exists(id)).toBe(true);
     expect(() => new Coordinator({ store: h.store, retentionMs: -1 })).toThrow(RangeError);
+    expect(() => new Coordinator({ store: h.store, prunePerSweep: 0 })).toThrow(RangeError);
   });
 
   it('a requeued dead-lettered job is live again and is not pruned', async () => {
@@ -169,7 +175,9 @@ describe.each(STORES.map((s) => [s.name, s] as const))('retention (%s)', (_name,
   });
 
   it('a sweep looks at a bounded slice and resumes where it stopped', async () => {
-    const n = PRUNE_PER_SWEEP + 10;
+    const PER_SWEEP = 16;
+    h = await reopen({ retentionMs: DAY, prunePerSweep: PER_SWEEP });
+    const n = PER_SWEEP + 10;
     const kept = await ship();
     // Never claimed (no factory here has its capability): keeps `holder` blocked.
     const waiting = await h.submit({ capabilities: ['nobody-has-this'] });
@@ -184,10 +192,10 @@ describe.each(STORES.map((s) => [s.name, s] as const))('retention (%s)', (_name,
     h.clock.advance(DAY + 1);
     const first = await sweep();
     // The first slice: the kept job, then as many of the cancelled ones as fit.
-    expect(first.pruned).toBe(PRUNE_PER_SWEEP - 1);
+    expect(first.pruned).toBe(PER_SWEEP - 1);
     expect(await exists(late)).toBe(true);
     const second = await sweep();
-    expect(second.pruned).toBe(n - (PRUNE_PER_SWEEP - 1) + 1);
+    expect(second.pruned).toBe(n - (PER_SWEEP - 1) + 1);
     expect(await exists(late)).toBe(false);
     expect(await exists(kept)).toBe(true);
     expect((await sweep()).pruned).toBe(0);
