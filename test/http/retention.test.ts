@@ -243,9 +243,9 @@ describe('FLEET_RETENTION', () => {
 
 describe('a steady stream of jobs with a short retention', () => {
   it('levels off: after warm-up, row counts stay bounded and the database stops growing', async () => {
-    // Every round (20 minutes of simulated time): 24 jobs shipped (every sixth
-    // depending on the one before it) and 4 cancelled, over HTTP; then a sweep. With a
-    // retention of one hour, the database holds about four rounds of jobs at any time.
+    // Every round (20 minutes of simulated time): 12 jobs shipped (every sixth
+    // depending on the one before it) and 2 cancelled, over HTTP; then a sweep. With a
+    // retention of one hour, the database holds about three rounds of jobs at any time.
     const s = await start('1h');
     const db = sqliteConnection(s.store);
     const rows = () => {
@@ -262,8 +262,8 @@ describe('a steady stream of jobs with a short retention', () => {
       pageCount: db.pragma('page_count', { simple: true }) as number,
       freelist: db.pragma('freelist_count', { simple: true }) as number,
     });
-    const ROUNDS = 14;
-    const WARM_UP = 6;
+    const ROUNDS = 12;
+    const WARM_UP = 5;
     const samples: Array<{
       round: number;
       rows: ReturnType<typeof rows>;
@@ -275,12 +275,12 @@ describe('a steady stream of jobs with a short retention', () => {
     let submitted = 0;
     for (let round = 0; round < ROUNDS; round++) {
       let previous: string | null = null;
-      for (let i = 0; i < 24; i++) {
+      for (let i = 0; i < 12; i++) {
         const deps = i % 6 === 5 && previous !== null ? [previous] : [];
         previous = await shipOne(s, `r${round}-j${i}`, deps);
         submitted++;
       }
-      for (let i = 0; i < 4; i++) {
+      for (let i = 0; i < 2; i++) {
         await cancelOne(s, `r${round}-c${i}`);
         submitted++;
       }
@@ -302,8 +302,9 @@ describe('a steady stream of jobs with a short retention', () => {
     const warm = samples.slice(0, WARM_UP);
     const steady = samples.slice(WARM_UP);
     const why = table.join('\n');
-    // Pruning keeps pace: every round after warm-up prunes about what it adds (28 jobs).
-    for (const x of steady) expect(x.pruned, why).toBeGreaterThanOrEqual(24);
+    // Pruning keeps pace: every round after warm-up prunes what it adds (14 jobs), give
+    // or take the two deps kept one sweep longer than their dependents.
+    for (const x of steady) expect(x.pruned, why).toBeGreaterThanOrEqual(12);
     // Row counts are bounded: the rounds within the retention (three) plus the deps kept
     // one sweep longer than their dependents: never four rounds' worth. Round 0 is one
     // round's worth (nothing was pruned yet).
@@ -313,20 +314,22 @@ describe('a steady stream of jobs with a short retention', () => {
         expect(x.rows[k], `${k} in round ${x.round}\n${why}`).toBeLessThan(4 * oneRound[k]);
       }
     }
-    expect(Math.max(...steady.map((x) => x.rows.jobs))).toBeLessThan(submitted / 4);
+    expect(Math.max(...steady.map((x) => x.rows.jobs))).toBeLessThan(submitted / 3);
     // The database stops growing: freed pages are reused. Before pruning starts, each
-    // round adds some 20% to the file; after warm-up, the whole rest of the run adds
-    // less than 5% of it (page layout varies a little with the random ids and etags).
+    // round adds 20–40% to the file (without pruning, the steady rounds would more than
+    // double it); after warm-up, the whole rest of the run adds less than 10% (page
+    // layout varies a little with the random ids and etags).
     const growth = (samples[2]!.pageCount - samples[0]!.pageCount) / 2;
     expect(growth).toBeGreaterThan(0.1 * samples[2]!.pageCount);
     const base = warm.at(-1)!;
     for (const x of steady) {
-      expect(x.pageCount, why).toBeLessThanOrEqual(Math.floor(base.pageCount * 1.05));
-      expect(x.fileBytes, why).toBeLessThanOrEqual(Math.floor(base.fileBytes * 1.05));
+      expect(x.pageCount, why).toBeLessThanOrEqual(Math.floor(base.pageCount * 1.1));
+      expect(x.fileBytes, why).toBeLessThanOrEqual(Math.floor(base.fileBytes * 1.1));
     }
     // The file is the pages, nothing more (checkpointed): it levels off with them.
     const pageSize = db.pragma('page_size', { simple: true }) as number;
     for (const x of samples) expect(x.fileBytes).toBe(x.pageCount * pageSize);
     expect(db.pragma('integrity_check', { simple: true })).toBe('ok');
-  });
+    // Some 950 requests, each committed durably: generous for a machine under load.
+  }, 180_000);
 });
