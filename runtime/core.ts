@@ -112,6 +112,8 @@ export class Core {
   readonly prunePerSweep: number;
   /** Retention: where the sweep's pruning pass resumes (null: from the oldest). */
   pruneCursor: FinishedJobKey | null = null;
+  /** Retention: sweeps skip pruning until this time (ms) after a pass found nothing. */
+  pruneIdleUntil: number | null = null;
   #isolatedFailures = 0;
   #lastSeq = 0;
 

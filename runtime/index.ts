@@ -113,6 +113,7 @@ export {
 } from './projections.js';
 export {
   emptyPruneReport,
+  PRUNE_IDLE_MS,
   PRUNE_PER_SWEEP,
   type PruneOptions,
   type PruneReport,

@@ -46,6 +46,15 @@ import { Yielder } from './yielder.js';
  */
 export const PRUNE_PER_SWEEP = 4096;
 
+/**
+ * After a sweep's pass found nothing to prune (it deleted nothing and reached the last
+ * finished job), the next sweeps skip pruning for this long (or the retention period,
+ * if shorter): a quiet store is asked at most once a minute, not every sweep, while a
+ * busy one (each pass deletes something) is pruned every sweep. Pruning a job a minute
+ * late does not matter against a retention of days.
+ */
+export const PRUNE_IDLE_MS = 60_000;
+
 /** Finished jobs fetched per store query. */
 const PRUNE_BATCH = 128;
 

@@ -10,7 +10,7 @@ import { exceededBudget } from './budget.js';
 import { iso, ms } from './clock.js';
 import type { Core, SweepReport } from './core.js';
 import { isFleetError } from './errors.js';
-import { prune } from './retention.js';
+import { PRUNE_IDLE_MS, prune } from './retention.js';
 import { ACTIVE_STAGES, type Stage } from './types.js';
 import { Yielder } from './yielder.js';
 
@@ -231,16 +231,20 @@ async function processDue(
 
 /**
  * Deletes the next slice of jobs finished longer than the retention period ago
- * (`retention.ts`), resuming where the last sweep stopped; nothing when retention is off.
+ * (`retention.ts`), resuming where the last sweep stopped; nothing when retention is
+ * off, or for {@link PRUNE_IDLE_MS} after a pass that found nothing to do.
  */
 async function pruneFinished(c: Core, now: number, report: SweepReport): Promise<void> {
   if (c.retentionMs <= 0) return;
+  if (c.pruneIdleUntil !== null && now < c.pruneIdleUntil) return;
   const r = await prune(c, {
     before: now - c.retentionMs,
     limit: c.prunePerSweep,
     after: c.pruneCursor,
   });
   c.pruneCursor = r.next;
+  const idle = r.next === null && r.pruned === 0 && r.failedJobs === 0;
+  c.pruneIdleUntil = idle ? now + Math.min(PRUNE_IDLE_MS, c.retentionMs) : null;
   report.pruned += r.pruned;
   report.failedJobs += r.failedJobs;
 }

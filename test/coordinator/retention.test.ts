@@ -10,6 +10,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Coordinator } from '../../runtime/coordinator.js';
 import type { DocumentStore } from '../../runtime/document-store.port.js';
 import { FleetError } from '../../runtime/errors.js';
+import { PRUNE_IDLE_MS } from '../../runtime/retention.js';
 import { failure, type Harness, makeHarness, must } from '../support/harness.js';
 import { STORES } from '../support/stores.js';
 
@@ -54,10 +55,14 @@ describe.each(STORES.map((s) => [s.name, s] as const))('retention (%s)', (_name,
     expect(before.runs).toBe(1);
     expect(before.events).toBeGreaterThanOrEqual(5);
 
-    h.clock.advance(DAY - 1);
+    h.clock.advance(DAY - PRUNE_IDLE_MS);
     expect((await sweep()).pruned).toBe(0);
     expect(await exists(shipped)).toBe(true);
-
+    // That pass found nothing: the next sweeps within PRUNE_IDLE_MS skip pruning...
+    h.clock.advance(PRUNE_IDLE_MS - 1);
+    expect((await sweep()).pruned).toBe(0);
+    expect(await exists(shipped)).toBe(true);
+    // ...and the first one after it prunes what is past the retention by then.
     h.clock.advance(2);
     expect((await sweep()).pruned).toBe(2);
     expect(await exists(shipped)).toBe(false);
