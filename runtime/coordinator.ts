@@ -27,10 +27,16 @@ import { claimNextJob, MAX_CANDIDATES } from './claim.js';
 import { type Clock, systemClock } from './clock.js';
 import { Core, type Logger, type SweepReport, silentLogger } from './core.js';
 import type { DocumentStore, JobListView, JobOfView, Stored } from './document-store.port.js';
-import { FleetError, type Result } from './errors.js';
+import { FleetError, fail, isFleetError, ok, type Result } from './errors.js';
 import * as factories from './factories.js';
 import { LiveProjections } from './projections.js';
 import * as reads from './reads.js';
+import {
+  PRUNE_PER_SWEEP,
+  type PruneOptions,
+  type PruneReport,
+  prune as prunePass,
+} from './retention.js';
 import { submit } from './submission.js';
 import * as sweeps from './sweep.js';
 import type {
@@ -57,6 +63,7 @@ import * as worker from './worker-calls.js';
 
 export { SUBMIT_MANY_MAX, type SubmitManyResult } from './bulk-submission.js';
 export type { Logger, SweepReport } from './core.js';
+export type { PruneOptions, PruneReport } from './retention.js';
 export type { Conditional } from './worker-calls.js';
 
 export interface CoordinatorOptions {
@@ -99,6 +106,21 @@ export interface CoordinatorOptions {
    */
   liveProjections?: boolean;
   logger?: Logger;
+  /**
+   * Retention (issue 14; `retention.ts`): how long a `shipped` or `dead_letter` job is
+   * kept after it finished, in ms; then each sweep deletes it with its runs, lease,
+   * events and artifact pointers, a bounded slice per sweep. A job another job names
+   * in its deps is kept until that one is gone. 0 keeps every job forever (the
+   * library's default; the standalone server's `FLEET_RETENTION` defaults to 30 days).
+   * @defaultValue 0
+   */
+  retentionMs?: number;
+  /**
+   * Finished jobs a sweep looks at for pruning, at most (a whole number ≥ 1): the
+   * bound of a sweep's retention work (see `PRUNE_PER_SWEEP` for the numbers).
+   * @defaultValue 4096
+   */
+  prunePerSweep?: number;
 }
 
 export class Coordinator {
@@ -111,6 +133,8 @@ export class Coordinator {
   readonly projections: LiveProjections | null;
   readonly leaseMs: number;
   readonly heartbeatIntervalMs: number;
+  /** How long finished jobs are kept, in ms; 0: forever ({@link CoordinatorOptions.retentionMs}). */
+  readonly retentionMs: number;
   readonly #core: Core;
 
   constructor(options: CoordinatorOptions) {
@@ -130,6 +154,15 @@ export class Coordinator {
     if (problems.length > 0) {
       throw new FleetError('VALIDATION', `machineVersions: ${problems.join('; ')}`);
     }
+    const retentionMs = options.retentionMs ?? 0;
+    if (!Number.isSafeInteger(retentionMs) || retentionMs < 0) {
+      throw new RangeError(`retentionMs must be an integer ≥ 0, got ${retentionMs}`);
+    }
+    this.retentionMs = retentionMs;
+    const prunePerSweep = options.prunePerSweep ?? PRUNE_PER_SWEEP;
+    if (!Number.isInteger(prunePerSweep) || prunePerSweep < 1) {
+      throw new RangeError(`prunePerSweep must be an integer ≥ 1, got ${prunePerSweep}`);
+    }
     this.store = options.store;
     this.clock = options.clock ?? systemClock;
     this.leaseMs = leaseMs;
@@ -146,6 +179,8 @@ export class Coordinator {
       versions,
       log: options.logger ?? silentLogger,
       projections: this.projections,
+      retentionMs,
+      prunePerSweep,
     });
   }
 
@@ -398,5 +433,32 @@ export class Coordinator {
     q: { limit?: number; cursor?: string | null } = {},
   ): Promise<Result<Page<EventDoc>>> {
     return reads.listEvents(this.#core, productId, jobId, q);
+  }
+
+  // --- Retention (issue 14) ---------------------------------------------------------
+
+  /**
+   * One pruning pass (`retention.ts`): looks at up to `limit` jobs of every product that
+   * finished (`shipped`, `dead_letter`) before `before` (epoch ms), oldest first, from
+   * `after` (a previous report's `next`), and deletes each with its runs, lease, events
+   * and artifact pointers, unless another job names it in its deps (`kept`). With
+   * `dryRun`, only counts. Resolves once the deletions are durable. A store without
+   * `purgeJob` answers `NOT_IMPLEMENTED` (a dry run still counts).
+   */
+  async prune(options: PruneOptions): Promise<Result<PruneReport>> {
+    const { before, limit } = options;
+    if (!Number.isFinite(before)) return fail('VALIDATION', 'before must be a time (epoch ms)');
+    if (!Number.isInteger(limit) || limit < 1) {
+      return fail('VALIDATION', 'limit must be a whole number ≥ 1');
+    }
+    const from = this.store.mark();
+    try {
+      const report = await prunePass(this.#core, options);
+      await this.store.sync(from);
+      return ok(report);
+    } catch (e) {
+      if (isFleetError(e, 'NOT_IMPLEMENTED')) return { ok: false, error: e };
+      throw e;
+    }
   }
 }

@@ -9,7 +9,7 @@ import type { AnyStateMachine } from 'xstate';
 import type { SnapshotMigrations } from '../machines/index.js';
 import type { Clock } from './clock.js';
 import { Dependencies } from './dependencies.js';
-import type { DocumentStore } from './document-store.port.js';
+import type { DocumentStore, FinishedJobKey } from './document-store.port.js';
 import { fail, isFleetError, ok, type Result } from './errors.js';
 import { EventReporter } from './event-reporter.js';
 import { Mailboxes } from './mailbox.js';
@@ -39,6 +39,8 @@ export interface SweepReport {
   unblocked: number;
   /** Jobs whose step failed (logged with their id and skipped; the sweep went on). */
   failedJobs: number;
+  /** Retention (issue 14): finished jobs deleted with their documents (retention.ts). */
+  pruned: number;
 }
 
 function zodDetail(error: {
@@ -86,6 +88,10 @@ export interface CoreOptions {
   versions: SnapshotMigrations;
   log: Logger;
   projections: LiveProjections | null;
+  /** Retention (issue 14): how long finished jobs are kept, in ms; 0 keeps them forever. */
+  retentionMs: number;
+  /** Retention: finished jobs a sweep looks at, at most. */
+  prunePerSweep: number;
 }
 
 export class Core {
@@ -104,6 +110,14 @@ export class Core {
   readonly deps: Dependencies;
   /** Where the blocked-jobs repair pass resumes (null: from the start). */
   blockedCursor: string | null = null;
+  /** Retention (issue 14): how long finished jobs are kept, in ms; 0 keeps them forever. */
+  readonly retentionMs: number;
+  /** Retention: finished jobs a sweep looks at, at most. */
+  readonly prunePerSweep: number;
+  /** Retention: where the sweep's pruning pass resumes (null: from the oldest). */
+  pruneCursor: FinishedJobKey | null = null;
+  /** Retention: sweeps skip pruning until this time (ms) after a pass found nothing. */
+  pruneIdleUntil: number | null = null;
   #isolatedFailures = 0;
   #lastSeq = 0;
 
@@ -120,6 +134,8 @@ export class Core {
     this.reporter = new EventReporter(o.store, o.log, o.projections);
     this.writes = new WritePath(this);
     this.deps = new Dependencies(this);
+    this.retentionMs = o.retentionMs;
+    this.prunePerSweep = o.prunePerSweep;
   }
 
   /** Per-job failures isolated so far (logged and skipped) in sweeps and cascades. */

@@ -179,6 +179,40 @@ export interface JobsContainer extends Container<JobDoc> {
    * Answered from an index (metrics gauges), never by reading the job documents.
    */
   countByStage(): Promise<Array<{ productId: string; stage: Stage; count: number }>>;
+
+  // --- Retention (issue 14) -------------------------------------------------------
+  /**
+   * Jobs of every product in a terminal stage (`shipped`, `dead_letter`) whose
+   * `updatedAt` (for a terminal job: when it got there) is before `before`, in
+   * (finishedAt, id, productId) order, starting after `after` when given, at most
+   * `limit`. From an index of terminal jobs only, never a scan of the others; answered
+   * from index columns, never by reading the documents.
+   */
+  finishedBefore(q: {
+    before: string;
+    limit: number;
+    after?: FinishedJobKey;
+  }): Promise<FinishedJob[]>;
+}
+
+/** Where a listing of {@link JobsContainer.finishedBefore} stands: the last job seen. */
+export interface FinishedJobKey {
+  readonly finishedAt: string;
+  readonly id: string;
+  readonly productId: string;
+}
+
+/** A terminal job as {@link JobsContainer.finishedBefore} lists it. */
+export interface FinishedJob extends FinishedJobKey {
+  readonly stage: Stage;
+}
+
+/** What {@link DocumentStore.purgeJob} deleted besides the job: documents per container. */
+export interface PurgedDocuments {
+  runs: number;
+  leases: number;
+  events: number;
+  artifacts: number;
 }
 
 export interface EventsContainer extends Container<EventDoc> {
@@ -307,4 +341,22 @@ export interface DocumentStore {
    * a failed write by deleting the jobs it created). Returns the stored jobs in order.
    */
   commitMany?(commits: readonly JobCommit[]): Promise<Stored<JobDoc>[]>;
+  // --- Retention (issue 14) -------------------------------------------------------
+  /**
+   * Deletes the job `id` of `productId` if its stored etag is `etag`, together with its
+   * derived documents: its runs, lease, events and artifact pointers (every document
+   * of the job's partition in those containers). Resolves with how many derived
+   * documents went, or null when the job is not there (nothing else is touched then).
+   * `PRECONDITION_FAILED` when the job changed since `etag`.
+   *
+   * SQLite and memory do it in one atomic step (all or nothing; with a stale etag
+   * nothing is deleted). Cosmos DB cannot write across partitions at once: it deletes
+   * the derived documents first, partition by partition, and the job last (under the
+   * etag), so an interrupted purge leaves the job in place and a second call finishes
+   * it (every step is idempotent). The caller checks that the job may go (a terminal
+   * job past its retention, no dependents) at `etag`. Optional only so that a test's
+   * wrapper of a store may leave it out: every adapter of this project has it, and
+   * without it nothing is ever pruned (the admin route answers `NOT_IMPLEMENTED`).
+   */
+  purgeJob?(productId: string, id: string, etag: string): Promise<PurgedDocuments | null>;
 }

@@ -31,6 +31,11 @@ export {
   type SweepReport,
 } from './coordinator.js';
 export { type DepsStatus, evaluateDeps, findCycle } from './deps.js';
+export type {
+  FinishedJob,
+  FinishedJobKey,
+  PurgedDocuments,
+} from './document-store.port.js';
 export {
   type ArtifactsContainer,
   type ClaimQuery,
@@ -108,6 +113,13 @@ export {
   type TimelineEntry,
   timelineEntries,
 } from './projections.js';
+export {
+  emptyPruneReport,
+  PRUNE_IDLE_MS,
+  PRUNE_PER_SWEEP,
+  type PruneOptions,
+  type PruneReport,
+} from './retention.js';
 export { backoffDelay, DEFAULT_RETRY, isRetryable } from './retry-policy.js';
 export * as schemas from './schemas.js';
 export { PRIORITY_RANK } from './schemas.js';

@@ -115,7 +115,13 @@ function errorInfo(error: unknown): object {
 
 function changedSomething(report: SupervisorReport): boolean {
   return (
-    report.reaped + report.retried + report.budgetExceeded + report.repaired + report.unblocked > 0
+    report.reaped +
+      report.retried +
+      report.budgetExceeded +
+      report.repaired +
+      report.unblocked +
+      report.pruned >
+    0
   );
 }
 

@@ -10,6 +10,7 @@ import { exceededBudget } from './budget.js';
 import { iso, ms } from './clock.js';
 import type { Core, SweepReport } from './core.js';
 import { isFleetError } from './errors.js';
+import { PRUNE_IDLE_MS, prune } from './retention.js';
 import { ACTIVE_STAGES, type Stage } from './types.js';
 import { Yielder } from './yielder.js';
 
@@ -34,6 +35,7 @@ const emptyReport = (): SweepReport => ({
   repaired: 0,
   unblocked: 0,
   failedJobs: 0,
+  pruned: 0,
 });
 
 /**
@@ -77,6 +79,7 @@ async function sweepWith(
       await repairOutboxes(c, report);
       await repairBlocked(c, report);
       await c.reporter.settleUncertain();
+      await pruneFinished(c, now, report);
     }
   } catch (e) {
     await c.reporter.settle(from).catch(() => {});
@@ -222,4 +225,26 @@ async function processDue(
   );
   if (!r.ok && !isFleetError(r.error, 'NOT_FOUND')) throw r.error;
   if (r.ok && did !== null) report[did as 'reaped' | 'retried' | 'budgetExceeded']++;
+}
+
+// --- Retention (issue 14) ---------------------------------------------------------
+
+/**
+ * Deletes the next slice of jobs finished longer than the retention period ago
+ * (`retention.ts`), resuming where the last sweep stopped; nothing when retention is
+ * off, or for {@link PRUNE_IDLE_MS} after a pass that found nothing to do.
+ */
+async function pruneFinished(c: Core, now: number, report: SweepReport): Promise<void> {
+  if (c.retentionMs <= 0) return;
+  if (c.pruneIdleUntil !== null && now < c.pruneIdleUntil) return;
+  const r = await prune(c, {
+    before: now - c.retentionMs,
+    limit: c.prunePerSweep,
+    after: c.pruneCursor,
+  });
+  c.pruneCursor = r.next;
+  const idle = r.next === null && r.pruned === 0 && r.failedJobs === 0;
+  c.pruneIdleUntil = idle ? now + Math.min(PRUNE_IDLE_MS, c.retentionMs) : null;
+  report.pruned += r.pruned;
+  report.failedJobs += r.failedJobs;
 }

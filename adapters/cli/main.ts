@@ -26,6 +26,7 @@ environment of serve and reap (an empty variable counts as unset):      default
   FLEET_BODY_LIMIT          largest request body: bytes, KiB, MiB      1MiB
   FLEET_LOG_LEVEL           fatal ... trace, or silent                 info
   FLEET_LOG_FORMAT          json | pretty                 pretty on a terminal, else json
+  FLEET_RETENTION           keep finished jobs this long; 0 = forever  30d
 
 With neither FLEET_TOKENS nor FLEET_TOKENS_FILE, a development admin token for
 product "default" is made, kept in dev-token.json beside the database, and printed.`;
@@ -295,6 +296,30 @@ Exit 0 ships the job; 75 fails it as transient (retried); another status fails i
           (line) => process.stdout.write(`${line}\n`),
           (line) => process.stderr.write(`${line}\n`),
         );
+      }),
+    );
+
+  // Retention (issue 14)
+  clientCommand(
+    program,
+    'prune',
+    'delete jobs that finished longer ago than an age, with their history (an operator admin token)',
+  )
+    .requiredOption(
+      '--older-than <age>',
+      'finished (shipped or dead_letter) longer ago than this: 30d, 12h, 1d12h, 90m',
+    )
+    .option('--dry-run', 'count what would go; delete nothing')
+    .action(
+      run(async (o: Record<string, unknown>) => {
+        const { prune } = await import('./prune-command.js');
+        return prune({
+          olderThan: o.olderThan as string,
+          dryRun: o.dryRun === true,
+          json: o.json === true,
+          ...(o.url ? { url: o.url as string } : {}),
+          ...(o.tokenFile ? { tokenFile: o.tokenFile as string } : {}),
+        });
       }),
     );
 

@@ -65,7 +65,7 @@ function describeReport(r: SupervisorReport, durationMs: number): string {
   return (
     `sweep succeeded in ${durationMs} ms: reaped ${r.reaped}, retried ${r.retried}, ` +
     `budget exceeded ${r.budgetExceeded}, repaired ${r.repaired}, unblocked ${r.unblocked}, ` +
-    `stale factories ${r.staleFactories}`
+    `pruned ${r.pruned}, stale factories ${r.staleFactories}`
   );
 }
 
@@ -137,7 +137,12 @@ export async function reap({ once, json }: { once: boolean; json: boolean }): Pr
   const config = configOrExit();
   const store = await openStore(config.store);
   const logger = stderrLogger(config.logLevel, { component: 'supervisor' });
-  const coordinator = new Coordinator({ store, leaseMs: config.leaseMs, logger });
+  const coordinator = new Coordinator({
+    store,
+    leaseMs: config.leaseMs,
+    logger,
+    retentionMs: config.retentionMs,
+  });
   const supervisor = startSupervisor({
     coordinator,
     intervalMs: config.reaperIntervalMs,

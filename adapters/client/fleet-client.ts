@@ -43,6 +43,7 @@ import type {
   LeaseView,
   RunView,
 } from '../http/http-schemas.js';
+import type { PruneBody, PruneView } from '../http/retention.js';
 import { backoffMs, sleep } from './backoff.js';
 import {
   FleetApiError,
@@ -74,6 +75,31 @@ export type Claim = z.output<typeof ClaimView>;
  * and the item's `problem` document otherwise.
  */
 export type SubmitManyItemResult = BatchItemResult;
+/** What `prune` sends (`POST /fleet/admin/prune`). */
+export type PruneInput = z.input<typeof PruneBody>;
+/** What one pruning call did (or, dry, would do). */
+export type PruneResult = z.output<typeof PruneView>;
+
+/** Totals of two pruning passes; the later one's cutoff and cursor. */
+function addPrune(a: PruneResult, b: PruneResult): PruneResult {
+  return {
+    ...b,
+    examined: a.examined + b.examined,
+    pruned: a.pruned + b.pruned,
+    prunedByStage: {
+      shipped: a.prunedByStage.shipped + b.prunedByStage.shipped,
+      dead_letter: a.prunedByStage.dead_letter + b.prunedByStage.dead_letter,
+    },
+    kept: a.kept + b.kept,
+    documents: {
+      runs: a.documents.runs + b.documents.runs,
+      leases: a.documents.leases + b.documents.leases,
+      events: a.documents.events + b.documents.events,
+      artifacts: a.documents.artifacts + b.documents.artifacts,
+    },
+    failedJobs: a.failedJobs + b.failedJobs,
+  };
+}
 
 /** A page of a list; `nextCursor` is null on the last page. */
 export interface Page<T> {
@@ -333,6 +359,38 @@ export class FleetClient {
       status: 'ready';
       store: string;
     };
+  }
+
+  // --- Retention (issue 14) -------------------------------------------------
+
+  /**
+   * One pruning pass (`POST /fleet/admin/prune`; role admin, operator credentials):
+   * deletes jobs that finished longer ago than `olderThan` (`7d`, `12h`...), or counts
+   * them with `dryRun`. Go on with `nextCursor` until it is null ({@link pruneAll}).
+   * Retried like a read: a second pass deletes nothing the first did not leave.
+   */
+  async prune(body: PruneInput, options?: CallOptions): Promise<PruneResult> {
+    return (await this.#request('prune', { body, retry: 'safe', options })).body as PruneResult;
+  }
+
+  /**
+   * Prunes until every finished job past `olderThan` was looked at (following
+   * `nextCursor`); resolves with the totals. `onPass` sees each call's answer.
+   */
+  async pruneAll(
+    body: Omit<PruneInput, 'cursor'>,
+    onPass?: (pass: PruneResult) => void,
+    options?: CallOptions,
+  ): Promise<PruneResult> {
+    let cursor: string | null = null;
+    let total: PruneResult | null = null;
+    do {
+      const pass: PruneResult = await this.prune({ ...body, cursor }, options);
+      onPass?.(pass);
+      total = total === null ? { ...pass } : addPrune(total, pass);
+      cursor = pass.nextCursor;
+    } while (cursor !== null);
+    return total;
   }
 
   // -------------------------------------------------------------------------

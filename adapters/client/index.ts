@@ -24,6 +24,8 @@ export {
   type Lease,
   type Page,
   type PageQuery,
+  type PruneInput,
+  type PruneResult,
   paginate,
   type Run,
   type SubmitManyItemResult,

@@ -22,6 +22,8 @@ export const CLIENT_ROUTES = {
   cancel: { method: 'POST', path: '/fleet/jobs/{id}/cancel' },
   health: { method: 'GET', path: '/healthz' },
   ready: { method: 'GET', path: '/readyz' },
+  // Retention (issue 14)
+  prune: { method: 'POST', path: '/fleet/admin/prune' },
 } as const satisfies Record<string, { method: 'GET' | 'POST' | 'PATCH'; path: string }>;
 
 /** A client operation (a key of {@link CLIENT_ROUTES}). */

@@ -28,6 +28,7 @@
  * | `FLEET_RATE_LIMIT` | requests one token may make to the `/fleet` routes, e.g. `600/min`, `10/s`, `100/10s`; `off` | off |
  * | `FLEET_METRICS_TOKEN` | when set, `GET /metrics` needs `Authorization: Bearer <it>` (16–1000 printable characters; a secret) | — (open) |
  * | `FLEET_BACKUP_DIR` | where `GET /fleet/admin/backup` writes its copy of the database before sending it (created 0700) | the database's folder |
+ * | `FLEET_RETENTION` | how long a `shipped` or `dead_letter` job is kept, with its runs, events and artifacts, before the supervisor deletes it: `30d`, `12h`, `1d12h`...; `0` keeps jobs forever | `30d` |
  *
  * With neither `FLEET_TOKENS` nor `FLEET_TOKENS_FILE`, the server makes a development
  * admin token (see `server.ts`). Setting both is an error. An empty variable counts as
@@ -39,6 +40,7 @@ import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
 import type { FleetRole } from './index.js';
 import { parseRateLimit, type RateLimit } from './rate-limit.js';
+import { DEFAULT_RETENTION_MS, parseRetention } from './retention.js';
 
 /** Roles a token may carry. */
 export const FLEET_ROLES = [
@@ -129,6 +131,8 @@ export interface FleetConfig {
   actorKey: string | null;
   /** Non-fatal findings (unknown `FLEET_*` variables), for the log. */
   warnings: string[];
+  /** `FLEET_RETENTION`: how long finished jobs are kept, ms; 0: forever. @defaultValue 30 days */
+  retentionMs: number;
 }
 
 export const DEFAULTS = {
@@ -172,6 +176,7 @@ export const KNOWN_VARIABLES = [
   'FLEET_BACKUP_DIR',
   'FLEET_RATE_LIMIT',
   'FLEET_METRICS_TOKEN',
+  'FLEET_RETENTION',
 ] as const;
 
 /** The configuration is invalid; `problems` has one line per bad variable. */
@@ -280,6 +285,7 @@ const EnvSchema = z.object({
   }, DEFAULTS.listPageBytes),
   FLEET_LOG_FORMAT: variable(oneOf(['json', 'pretty'] as const), undefined),
   COSMOS_ALLOW_SELF_SIGNED_CERT: variable(oneOf(['true', 'false', '1', '0'] as const), 'false'),
+  FLEET_RETENTION: variable(parseRetention, DEFAULT_RETENTION_MS),
 });
 
 const TokenSchema = z.strictObject({
@@ -532,5 +538,6 @@ export function loadConfig(
         : resolve(cwd, e.FLEET_BACKUP_DIR),
     actorKey,
     warnings,
+    retentionMs: e.FLEET_RETENTION,
   };
 }

@@ -13,7 +13,8 @@
  * (problem documents), hooks and docs apply to its own routes only, never to the
  * host's. It serves, relative to the registration prefix:
  * - `/fleet/...`: every route of API.md, plus `POST /fleet/jobs/:id/progress`,
- *   `GET /fleet/jobs/:id/artifacts` and `GET /fleet/admin/backup` (`backup-routes.ts`);
+ *   `GET /fleet/jobs/:id/artifacts`, `GET /fleet/admin/backup` (`backup-routes.ts`) and
+ *   `POST /fleet/admin/prune` (`retention.ts`);
  * - `/healthz`, `/readyz`, `/metrics` (no auth; `/metrics` behind `metricsToken` when set);
  * - `/docs` (Swagger UI) and `/docs/json` (OpenAPI 3.1), generated from the zod schemas;
  * - the inspector: `/inspector/...` pages and `/fleet/overview`, `/fleet/me`,
@@ -47,6 +48,7 @@ import { registerOpenApi } from './openapi.js';
 import { registerOverviewRoutes } from './overview-routes.js';
 import { routeNotFound, sendProblem } from './problem.js';
 import { type RateLimit, registerRateLimit } from './rate-limit.js';
+import { registerPruneRoutes } from './retention.js';
 import { DEFAULT_LIST_PAGE_BYTES, type FleetApp, type RouteContext } from './route-context.js';
 import { registerServiceRoutes } from './service-routes.js';
 import { registerStreamRoutes } from './stream-routes.js';
@@ -337,6 +339,7 @@ const fleetPluginImpl: FastifyPluginAsync<FleetPluginOptions> = async (fastify, 
       registerWorkerRoutes(fleet, ctx);
       registerAdminRoutes(fleet, ctx);
       registerBackupRoutes(fleet, ctx, backups);
+      registerPruneRoutes(fleet, ctx);
       if (inspector) {
         registerOverviewRoutes(fleet, ctx, inspector);
         await registerStreamRoutes(fleet, ctx, inspector);

@@ -16,6 +16,7 @@
  * | `fleet_claim_waiting` | gauge | | long-poll claims parked now |
  * | `fleet_claim_waits_total` | counter | outcome | parked claims by how they ended: claimed, timeout, disconnected, closed |
  * | `fleet_http_request_duration_seconds` | histogram | route, method, status | every request the plugin answers (route = its pattern; `unmatched` for 404s) |
+ * | `fleet_pruned_jobs_total` | counter | | finished jobs deleted by retention: supervisor sweeps and `POST /fleet/admin/prune` |
  */
 import type { Coordinator, DocumentStore, Stage, SweepReport } from '../../runtime/index.js';
 import { schemas } from '../../runtime/index.js';
@@ -175,7 +176,7 @@ export class FleetMetrics {
     report?: Pick<
       SweepReport,
       'reaped' | 'retried' | 'budgetExceeded' | 'repaired' | 'unblocked' | 'failedJobs'
-    > & { staleFactories?: number },
+    > & { staleFactories?: number } & Partial<Pick<SweepReport, 'pruned'>>,
   ): void {
     this.#sweeps[outcome]++;
     this.#sweepDuration.observe(Math.max(0, durationMs) / 1000);
@@ -188,7 +189,16 @@ export class FleetMetrics {
       this.#sweepJobs.unblocked += report.unblocked;
       this.#sweepJobs.failed += report.failedJobs;
       if (report.staleFactories !== undefined) this.#staleFactories = report.staleFactories;
+      this.#pruned += report.pruned ?? 0;
     }
+  }
+
+  // --- Retention (issue 14) -------------------------------------------------------
+  #pruned = 0;
+
+  /** Jobs deleted by retention outside a sweep (`POST /fleet/admin/prune`). */
+  recordPruned(jobs: number): void {
+    this.#pruned += jobs;
   }
 
   /** Job counts by (product, stage) over the observed coordinators' stores. */
@@ -278,6 +288,13 @@ export class FleetMetrics {
       'HTTP requests answered by the Fleet plugin, by route pattern, method and status.',
     );
     this.#http.render('fleet_http_request_duration_seconds', out);
+    header(
+      out,
+      'fleet_pruned_jobs_total',
+      'counter',
+      'Finished jobs deleted with their documents by retention (sweeps and admin prunes).',
+    );
+    out.push(`fleet_pruned_jobs_total ${this.#pruned}`);
     return `${out.join('\n')}\n`;
   }
 }

@@ -301,6 +301,7 @@ export async function buildServer(
       leaseMs: config.leaseMs,
       claimSpread: config.claimSpread,
       logger: app.log.child({ component: 'coordinator' }),
+      retentionMs: config.retentionMs,
     });
     const metrics = new FleetMetrics();
     supervisor = startSupervisor({

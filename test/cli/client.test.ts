@@ -87,6 +87,12 @@ describe('client contract', () => {
     expect((await c.requeue(job.id)).stage).toBe('queued');
     expect(await c.health()).toEqual({ status: 'ok' });
     expect((await c.ready()).status).toBe('ready');
+    // Retention: this admin is not an operator, so the server refuses (the call is sent;
+    // a successful prune through the client is in test/http/retention.test.ts).
+    await expect(c.prune({ olderThan: '7d', dryRun: true })).rejects.toMatchObject({
+      status: 403,
+      code: 'FORBIDDEN',
+    });
 
     const templates = Object.keys(doc.paths);
     const used = new Set<string>();

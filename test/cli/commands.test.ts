@@ -313,6 +313,7 @@ describe('fleet commands', { timeout: PROCESS_TEST_MS }, () => {
       'cancel',
       'events',
       'backup',
+      'prune',
     ];
     const results = await Promise.all(commands.map((c) => fleet([c, '--help'])));
     for (const [i, r] of results.entries()) {

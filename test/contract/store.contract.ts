@@ -397,6 +397,7 @@ export function describeStoreContract(
 
     describeJobQueries(store);
     describeOtherLists(store);
+    describeRetention(store);
 
     it('after close, calls fail with STORE_UNAVAILABLE', async () => {
       const other = await open();
@@ -1376,6 +1377,192 @@ function describeOtherLists(store: () => DocumentStore): void {
         docs,
         ['p1', 'p2', 'p3'],
         S.ProfileDoc,
+      );
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Retention (issue 14): finishedBefore and purgeJob
+// ---------------------------------------------------------------------------
+
+const DAY = 86_400_000;
+
+function describeRetention(store: () => DocumentStore): void {
+  /**
+   * Times far before every other test's documents (which sit around T0), so a cutoff
+   * among them sees this test's jobs only, even in a shared store.
+   */
+  const old = (offsetMs: number): string => at(-1000 * DAY + offsetMs);
+  /** This product's jobs among every job finished before `before`, following pages of `limit`. */
+  const finished = async (productId: string, before: string, limit: number) => {
+    const out: Array<{ id: string; stage: Stage; finishedAt: string }> = [];
+    const all: string[] = [];
+    let after: { finishedAt: string; id: string; productId: string } | undefined;
+    for (let pages = 0; ; pages++) {
+      expect(pages, 'paging must end').toBeLessThan(100_000);
+      const page = await store().jobs.finishedBefore({
+        before,
+        limit,
+        ...(after ? { after } : {}),
+      });
+      expect(page.length).toBeLessThanOrEqual(limit);
+      for (const j of page) {
+        all.push(`${j.finishedAt}\u0000${j.id}\u0000${j.productId}`);
+        if (j.productId === productId) {
+          out.push({ id: j.id, stage: j.stage, finishedAt: j.finishedAt });
+        }
+      }
+      const last = page.at(-1);
+      if (page.length < limit || last === undefined) break;
+      after = { finishedAt: last.finishedAt, id: last.id, productId: last.productId };
+    }
+    // Earliest finished first, never a repeat, across every product.
+    expect(all).toEqual([...new Set(all)].sort());
+    return out;
+  };
+
+  describe('jobs.finishedBefore (retention)', () => {
+    it('lists terminal jobs finished before the cutoff, earliest first, through every page size', async () => {
+      const productId = uid('product');
+      const put = (id: string, stage: Stage, t: number) =>
+        store().jobs.create(makeJob({ productId, id, stage, updatedAt: old(t) }));
+      await put('s20', 'shipped', 20);
+      await put('d10', 'dead_letter', 10);
+      await put('s10', 'shipped', 10);
+      await put('q5', 'queued', 5);
+      await put('f1', 'failed', 1);
+      await put('b2', 'blocked', 2);
+      await put('t3', 'testing', 3);
+      await put('s30', 'shipped', 30); // at the cutoff: not before it
+      for (const limit of [1, 2, 3, 100]) {
+        expect(await finished(productId, old(30), limit)).toEqual([
+          { id: 'd10', stage: 'dead_letter', finishedAt: old(10) },
+          { id: 's10', stage: 'shipped', finishedAt: old(10) },
+          { id: 's20', stage: 'shipped', finishedAt: old(20) },
+        ]);
+      }
+      expect(await store().jobs.finishedBefore({ before: old(30), limit: 0 })).toEqual([]);
+    });
+
+    it('follows stage changes, new finish times and deletion', async () => {
+      const productId = uid('product');
+      let j = await store().jobs.create(
+        makeJob({ productId, id: 'j', stage: 'dead_letter', updatedAt: old(10) }),
+      );
+      const k = await store().jobs.create(
+        makeJob({ productId, id: 'k', stage: 'shipped', updatedAt: old(20) }),
+      );
+      expect(ids(await finished(productId, old(100), 50))).toEqual(['j', 'k']);
+      j = await store().jobs.replace({ ...j, stage: 'queued', updatedAt: old(30) }, j._etag);
+      expect(ids(await finished(productId, old(100), 50))).toEqual(['k']);
+      j = await store().jobs.replace({ ...j, stage: 'shipped', updatedAt: old(40) }, j._etag);
+      expect(await finished(productId, old(100), 50)).toEqual([
+        { id: 'k', stage: 'shipped', finishedAt: old(20) },
+        { id: 'j', stage: 'shipped', finishedAt: old(40) },
+      ]);
+      expect(ids(await finished(productId, old(40), 50))).toEqual(['k']);
+      await store().jobs.delete(productId, k.id);
+      expect(ids(await finished(productId, old(100), 50))).toEqual(['j']);
+    });
+
+    it('a bad query is VALIDATION', async () => {
+      await expectCode(store().jobs.finishedBefore({ before: old(1), limit: -1 }), 'VALIDATION');
+      await expectCode(
+        store().jobs.finishedBefore({ before: 42 as unknown as string, limit: 1 }),
+        'VALIDATION',
+      );
+    });
+  });
+
+  describe('purgeJob (retention)', () => {
+    /** A shipped job with 2 runs, a lease, 3 events and an artifact pointer. */
+    const seed = async (productId: string, overrides: Partial<JobDoc> = {}) => {
+      const job = await store().jobs.create(
+        makeJob({ productId, stage: 'shipped', updatedAt: old(10), ...overrides }),
+      );
+      const jobId = job.id;
+      await store().runs.create(makeRun({ productId, jobId, attempt: 1 }));
+      await store().runs.create(makeRun({ productId, jobId, attempt: 2 }));
+      await store().leases.create(makeLease({ productId, jobId }));
+      for (const seq of [1, 2, 3])
+        await store().events.append(makeEvent({ productId, jobId, seq }));
+      await store().artifacts.create(makeArtifact({ productId, jobId }));
+      return job;
+    };
+    const holdings = async (productId: string, jobId: string) => ({
+      job: (await store().jobs.read(productId, jobId)) !== null,
+      runs: (await store().runs.list(jobId, { limit: 100 })).items.length,
+      lease: (await store().leases.read(jobId, jobId)) !== null,
+      events: (await store().events.list(jobId, { limit: 100 })).length,
+      artifacts: (await store().artifacts.list(jobId, { limit: 100 })).items.length,
+    });
+    const whole = { job: true, runs: 2, lease: true, events: 3, artifacts: 1 };
+    const gone = { job: false, runs: 0, lease: false, events: 0, artifacts: 0 };
+
+    it('deletes the job with its runs, lease, events and artifacts, and nothing of another job', async () => {
+      const s = store();
+      if (s.purgeJob === undefined) throw new Error(`${s.kind} has no purgeJob`);
+      const productId = uid('product');
+      const j = await seed(productId);
+      const k = await seed(productId);
+      expect(await holdings(productId, j.id)).toEqual(whole);
+      expect(await s.purgeJob(productId, j.id, j._etag)).toEqual({
+        runs: 2,
+        leases: 1,
+        events: 3,
+        artifacts: 1,
+      });
+      expect(await holdings(productId, j.id)).toEqual(gone);
+      expect(await holdings(productId, k.id)).toEqual(whole);
+      expect(ids(await finished(productId, old(100), 100))).toEqual([k.id]);
+      expect(await s.jobs.links(productId, [j.id, k.id])).toHaveLength(1);
+      // Again: nothing there.
+      expect(await s.purgeJob(productId, j.id, j._etag)).toBeNull();
+      // The id may be used again (a resubmission after its retention).
+      await s.jobs.create(makeJob({ productId, id: j.id }));
+      expect(await s.events.list(j.id, { limit: 10 })).toEqual([]);
+    });
+
+    it('with a stale etag: PRECONDITION_FAILED, and nothing is deleted', async () => {
+      const s = store();
+      if (s.purgeJob === undefined) throw new Error(`${s.kind} has no purgeJob`);
+      const productId = uid('product');
+      const j = await seed(productId);
+      const moved = await s.jobs.replace({ ...j, stage: 'queued' }, j._etag);
+      await expectCode(s.purgeJob(productId, j.id, j._etag), 'PRECONDITION_FAILED');
+      expect(await holdings(productId, j.id)).toEqual(whole);
+      expect((await s.jobs.read(productId, j.id))?._etag).toBe(moved._etag);
+      // Another product's job of that id is not there: null, and this one stays.
+      expect(await s.purgeJob(uid('product'), j.id, moved._etag)).toBeNull();
+      expect(await holdings(productId, j.id)).toEqual(whole);
+    });
+
+    it('takes the job out of its deps’ dependents', async () => {
+      const s = store();
+      if (s.purgeJob === undefined) throw new Error(`${s.kind} has no purgeJob`);
+      const productId = uid('product');
+      const dep = await s.jobs.create(makeJob({ productId, stage: 'shipped' }));
+      const j = await seed(productId, { deps: [dep.id] });
+      const other = await s.jobs.create(makeJob({ productId, deps: [dep.id] }));
+      expect(ids(await s.jobs.dependents(productId, dep.id)).sort()).toEqual(
+        [j.id, other.id].sort(),
+      );
+      await s.purgeJob(productId, j.id, j._etag);
+      expect(ids(await s.jobs.dependents(productId, dep.id))).toEqual([other.id]);
+    });
+
+    it('a purged queued job leaves the claim queue', async () => {
+      const s = store();
+      if (s.purgeJob === undefined) throw new Error(`${s.kind} has no purgeJob`);
+      const productId = uid('product');
+      const j = await s.jobs.create(makeJob({ productId, stage: 'queued' }));
+      await s.purgeJob(productId, j.id, j._etag);
+      expect(
+        await s.jobs.claimCandidates({ productId, capabilities: [], now: T0, limit: 10 }),
+      ).toEqual([]);
+      expect(await s.jobs.countByStage()).not.toContainEqual(
+        expect.objectContaining({ productId }),
       );
     });
   });

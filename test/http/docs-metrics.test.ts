@@ -46,6 +46,8 @@ describe('OpenAPI document', () => {
       'GET /metrics',
       // Admin, but also operator-only: its access is tested in backup.test.ts.
       'GET /fleet/admin/backup',
+      // Admin and operator-only too: its access is tested in retention.test.ts.
+      'POST /fleet/admin/prune',
       ...INSPECTOR_ROUTES,
     ];
     expect(listed.sort()).toEqual(expected.sort());
@@ -101,6 +103,7 @@ describe('OpenAPI document', () => {
         'JobSummary',
         'Lease',
         'Problem',
+        'PruneResult',
         'Run',
         ...INSPECTOR_COMPONENTS,
       ].sort(),

@@ -35,6 +35,7 @@ async function openTempSqlite(): Promise<DocumentStore> {
     mark: () => store.mark(),
     sync: (from?: number) => store.sync(from),
     ping: () => store.ping(),
+    purgeJob: (productId: string, id: string, etag: string) => store.purgeJob(productId, id, etag),
     close: async () => {
       try {
         await store.close();

@@ -39,6 +39,7 @@ describe('loadConfig', () => {
       backupDir: resolve('/srv/fleet', 'data'),
       actorKey: null,
       warnings: [],
+      retentionMs: 30 * 86_400_000,
     });
   });
 

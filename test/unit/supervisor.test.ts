@@ -25,6 +25,7 @@ const ZERO: SweepReport = {
   repaired: 0,
   unblocked: 0,
   failedJobs: 0,
+  pruned: 0,
 };
 
 /** Resolves with the next report of the given phase. */

@@ -66,6 +66,8 @@ import type {
   EventsContainer,
   FactoriesContainer,
   FactoryDoc,
+  FinishedJob,
+  FinishedJobKey,
   JobDoc,
   JobLink,
   JobListQuery,
@@ -79,6 +81,7 @@ import type {
   Priority,
   ProfileDoc,
   ProfilesContainer,
+  PurgedDocuments,
   RunDoc,
   RunsContainer,
   Stage,
@@ -90,6 +93,7 @@ import {
   JOB_SUMMARY_OMITS,
   PRIORITY_RANK,
   schemas,
+  TERMINAL_STAGES,
 } from '../../../runtime/index.js';
 import {
   type CursorCodec,
@@ -678,6 +682,31 @@ class CosmosContainer<T extends { id: string }> implements Container<T> {
     }
     return { rows, more: false };
   }
+
+  // --- Retention (issue 14) -------------------------------------------------------
+
+  /**
+   * Deletes every document of the partition `pk`, one at a time (a document already
+   * gone counts as deleted: the call is idempotent, so an interrupted run is finished
+   * by the next); answers how many this call deleted. A partition-scoped query.
+   */
+  async deletePartition(pk: string): Promise<number> {
+    const rows = await this.query<{ id: string }>(
+      `SELECT c.id FROM c WHERE c.${this.pkField} = @pk`,
+      [param('@pk', pk)],
+      pk,
+    );
+    let deleted = 0;
+    for (const r of rows) {
+      try {
+        await this.delete(pk, decodeId(r.id));
+        deleted++;
+      } catch (e) {
+        if (!(e instanceof FleetError && e.code === 'NOT_FOUND')) throw e;
+      }
+    }
+    return deleted;
+  }
 }
 
 /** A container whose `list(partition, page)` follows one per-partition order. */
@@ -1035,6 +1064,54 @@ class CosmosJobs extends CosmosContainer<JobDoc> implements JobsContainer {
     }
     return [...counts.values()];
   }
+
+  // --- Retention (issue 14) -------------------------------------------------------
+
+  finishedBefore(q: {
+    before: string;
+    limit: number;
+    after?: FinishedJobKey;
+  }): Promise<FinishedJob[]> {
+    return this.engine.call('jobs.finishedBefore', async () => {
+      const limit = requireLimit(q.limit, 0);
+      const before = requireString(q.before, 'before');
+      if (limit === 0) return [];
+      const conditions = ['ARRAY_CONTAINS(@terminal, c.stage)', 'c.updatedAt < @before'];
+      const params = [
+        param('@terminal', [...TERMINAL_STAGES]),
+        param('@before', before),
+        param('@top', limit),
+      ];
+      if (q.after !== undefined) {
+        conditions.push(afterKey('finished', 'k'));
+        params.push(
+          ...keyParams(
+            [
+              requireString(q.after.finishedAt, 'after.finishedAt'),
+              encodeId(requireString(q.after.id, 'after.id')),
+              requireString(q.after.productId, 'after.productId'),
+            ],
+            'k',
+          ),
+        );
+      }
+      const rows = await this.query<{
+        id: string;
+        productId: string;
+        stage: Stage;
+        updatedAt: string;
+      }>(
+        `SELECT TOP @top c.id, c.productId, c.stage, c.updatedAt FROM c WHERE ${conditions.join(' AND ')} ${orderBy('finished')}`,
+        params,
+      );
+      return rows.map((r) => ({
+        finishedAt: r.updatedAt,
+        id: decodeId(r.id),
+        productId: r.productId,
+        stage: r.stage,
+      }));
+    });
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -1153,6 +1230,49 @@ class CosmosDocumentStore implements CosmosStore {
       });
     }
     this.#shutdown();
+  }
+
+  // --- Retention (issue 14) -------------------------------------------------------
+
+  /**
+   * No atomic batch here: the job is checked at `etag`, its derived partitions are
+   * emptied one by one, and the job is deleted last under the etag, so an interrupted
+   * purge leaves the job (still terminal, still past its retention) for the next pass,
+   * which finishes it. Derived documents are partitioned by job id, and job ids are
+   * unique across products (`jobIdFor`).
+   */
+  purgeJob(productId: string, id: string, etag: string): Promise<PurgedDocuments | null> {
+    return this.engine.call('purgeJob', async () => {
+      requireString(productId, 'productId');
+      requireString(id, 'id');
+      if (typeof etag !== 'string') throw new StoreFault('invalid', 'etag must be a string');
+      const job = await this.jobs.read(productId, id);
+      if (job === null) return null;
+      if (job._etag !== etag) throw new StoreFault('stale', 'the etag is stale');
+      const derived = this.#derived();
+      const purged: PurgedDocuments = {
+        runs: await derived.runs.deletePartition(id),
+        leases: await derived.leases.deletePartition(id),
+        events: await derived.events.deletePartition(id),
+        artifacts: await derived.artifacts.deletePartition(id),
+      };
+      try {
+        await this.jobs.delete(productId, id, etag);
+      } catch (e) {
+        // Gone meanwhile: another process's purge finished it.
+        if (!(e instanceof FleetError && e.code === 'NOT_FOUND')) throw e;
+      }
+      return purged;
+    });
+  }
+
+  #derived(): Record<'runs' | 'leases' | 'events' | 'artifacts', CosmosContainer<{ id: string }>> {
+    return {
+      runs: this.runs as unknown as CosmosContainer<{ id: string }>,
+      leases: this.leases as unknown as CosmosContainer<{ id: string }>,
+      events: this.events as unknown as CosmosContainer<{ id: string }>,
+      artifacts: this.artifacts as unknown as CosmosContainer<{ id: string }>,
+    };
   }
 }
 

@@ -69,6 +69,12 @@ export const ORDERS = {
     ['productId', 'ascending'],
     ['id', 'ascending'],
   ],
+  /** Retention (issue 14), jobs.finishedBefore: earliest finished first across products. */
+  finished: [
+    ['updatedAt', 'ascending'],
+    ['id', 'ascending'],
+    ['productId', 'ascending'],
+  ],
 } as const satisfies Record<string, readonly OrderField[]>;
 
 export type OrderName = keyof typeof ORDERS;
@@ -92,7 +98,7 @@ const spec = (key: ContainerKey, orders: readonly OrderName[]): CosmosContainerS
 
 /** Every container, its key and its composite indexes: the single source of truth. */
 export const COSMOS_CONTAINERS: Readonly<Record<ContainerKey, CosmosContainerSpec>> = {
-  jobs: spec('jobs', ['claim', 'newest', 'oldest', 'due']),
+  jobs: spec('jobs', ['claim', 'newest', 'oldest', 'due', 'finished']),
   runs: spec('runs', ['attempts']),
   leases: spec('leases', []),
   factories: spec('factories', ['byId', 'heartbeat']),

@@ -30,6 +30,8 @@ import type {
   EventsContainer,
   FactoriesContainer,
   FactoryDoc,
+  FinishedJob,
+  FinishedJobKey,
   JobCommit,
   JobDoc,
   JobLink,
@@ -44,12 +46,19 @@ import type {
   Priority,
   ProfileDoc,
   ProfilesContainer,
+  PurgedDocuments,
   RunDoc,
   RunsContainer,
   Stage,
   Stored,
 } from '../../../runtime/index.js';
-import { ACTIVE_STAGES, CONTAINERS, FleetError, PRIORITY_RANK } from '../../../runtime/index.js';
+import {
+  ACTIVE_STAGES,
+  CONTAINERS,
+  FleetError,
+  PRIORITY_RANK,
+  TERMINAL_STAGES,
+} from '../../../runtime/index.js';
 import { type CursorPart, cursorCodec as sharedCursorCodec } from '../shared/cursor.js';
 import { RandomEtags } from '../shared/etag.js';
 import { jobListOptions, jsonBytes, PageBudget } from '../shared/job-list.js';
@@ -350,6 +359,17 @@ class Table<T extends { id: string }, F> {
     }
     return rec;
   }
+
+  // --- Retention (issue 14) -------------------------------------------------------
+
+  /** Deletes every document of the partition `pk` (indexes follow); answers how many. */
+  deletePartition(pk: string): number {
+    const part = this.#parts.get(pk);
+    if (part === undefined) return 0;
+    this.#parts.delete(pk);
+    for (const [id, rec] of part) this.spec.apply(pk, id, rec.facts, undefined);
+    return part.size;
+  }
 }
 
 /**
@@ -437,6 +457,8 @@ interface JobFacts {
   readonly depsMode: DepsMode;
   readonly holder: string | null;
   readonly hasOutbox: boolean;
+  /** Retention (issue 14): `updatedAt` of a job in a terminal stage, else null. */
+  readonly finishedAt: string | null;
 }
 
 /** A queued job in its capability bucket; `notBefore` rides along, outside the order. */
@@ -488,7 +510,26 @@ const stageCursor = cursorCodec(
   ([seq, id, productId]) => ({ seq, id, productId }),
 );
 
+/** Retention (issue 14): a terminal job's place in the finished index. */
+interface FinishedKey {
+  readonly finishedAt: string;
+  readonly id: string;
+  readonly productId: string;
+  readonly stage: string;
+}
+const compareFinished = (a: FinishedKey, b: FinishedKey): number =>
+  compareStrings(a.finishedAt, b.finishedAt) ||
+  compareStrings(a.id, b.id) ||
+  compareStrings(a.productId, b.productId);
+const finishedKey = (f: JobFacts, finishedAt: string): FinishedKey => ({
+  finishedAt,
+  id: f.id,
+  productId: f.productId,
+  stage: f.stage,
+});
+
 const ACTIVE = new Set<string>(ACTIVE_STAGES);
+const TERMINAL = new Set<string>(TERMINAL_STAGES);
 const isHeld = (f: JobFacts): f is JobFacts & { holder: string } =>
   f.holder !== null && ACTIVE.has(f.stage);
 
@@ -517,6 +558,7 @@ function jobFacts(doc: Record<string, unknown>, productId: string, id: string): 
     depsMode: doc.depsMode === 'soft' ? 'soft' : 'hard',
     holder: nullableString(doc.holderFactoryId, 'job.holderFactoryId'),
     hasOutbox: outbox !== undefined && outbox.length > 0,
+    finishedAt: TERMINAL.has(stage) ? requireString(doc.updatedAt, 'job.updatedAt') : null,
   };
 }
 
@@ -551,6 +593,8 @@ class JobIndexes implements TableSpec<JobFacts> {
   readonly byStage = new PartitionOrder<StageKey>(compareOldestFirst);
   /** productId → stage → number of the product's jobs in that stage (no zero entries). */
   readonly stageCounts = new Map<string, Map<string, number>>();
+  /** Retention (issue 14): terminal jobs of every product, earliest finished first. */
+  readonly finished = new SortedIndex<FinishedKey>(compareFinished);
 
   facts(doc: Record<string, unknown>, pk: string, id: string): JobFacts {
     return jobFacts(doc, pk, id);
@@ -581,6 +625,13 @@ class JobIndexes implements TableSpec<JobFacts> {
       if (prev) this.byStage.update(prev.stage, stageKey(prev), undefined);
       if (next) this.byStage.update(next.stage, undefined, stageKey(next));
     }
+    // Retention (issue 14).
+    const wasFinished = prev?.finishedAt ?? null;
+    const isFinished = next?.finishedAt ?? null;
+    if (wasFinished !== isFinished || prev?.stage !== next?.stage) {
+      if (prev && wasFinished !== null) this.finished.delete(finishedKey(prev, wasFinished));
+      if (next && isFinished !== null) this.finished.insert(finishedKey(next, isFinished));
+    }
   }
 
   clear(): void {
@@ -593,6 +644,7 @@ class JobIndexes implements TableSpec<JobFacts> {
     this.byProductStage.clear();
     this.byStage.clear();
     this.stageCounts.clear();
+    this.finished.clear();
   }
 
   #count(pk: string, stage: string, delta: 1 | -1): void {
@@ -912,6 +964,40 @@ class MemoryJobs extends MemoryContainer<JobDoc, JobFacts> implements JobsContai
       return out.sort(
         (a, b) => compareStrings(a.productId, b.productId) || compareStrings(a.stage, b.stage),
       );
+    });
+  }
+
+  // --- Retention (issue 14) -------------------------------------------------------
+
+  finishedBefore(q: {
+    before: string;
+    limit: number;
+    after?: FinishedJobKey;
+  }): Promise<FinishedJob[]> {
+    return this.query('finishedBefore', () => {
+      const limit = requireLimit(q.limit, 0);
+      const before = requireString(q.before, 'before');
+      const out: FinishedJob[] = [];
+      if (limit === 0) return out;
+      const a = q.after;
+      const from =
+        a === undefined
+          ? undefined
+          : {
+              key: {
+                finishedAt: requireString(a.finishedAt, 'after.finishedAt'),
+                id: requireString(a.id, 'after.id'),
+                productId: requireString(a.productId, 'after.productId'),
+                stage: '',
+              },
+              exclusive: true,
+            };
+      for (const k of this.#ix.finished.values(from)) {
+        if (k.finishedAt >= before) break;
+        out.push({ ...k, stage: k.stage as Stage });
+        if (out.length === limit) break;
+      }
+      return out;
     });
   }
 }
@@ -1362,6 +1448,34 @@ class MemoryStore implements DocumentStore {
     if (this.#engine.closed) return;
     this.#engine.closed = true;
     this.#clearAll();
+  }
+
+  // --- Retention (issue 14) -------------------------------------------------------
+
+  /** The job and its partitions in runs, leases, events and artifacts, in one synchronous step. */
+  async purgeJob(productId: string, id: string, etag: string): Promise<PurgedDocuments | null> {
+    try {
+      const pk = requireString(productId, 'productId');
+      const jobId = requireString(id, 'id');
+      if (typeof etag !== 'string') throw new StoreFault('invalid', 'etag must be a string');
+      await yieldTurn();
+      const k = this.#tables;
+      k.jobs.assertOpen();
+      const stored = k.jobs.get(pk, jobId);
+      if (stored === undefined) return null;
+      if (stored.etag !== etag) {
+        throw new StoreFault('stale', `jobs ${pk}/${jobId}: etag does not match`);
+      }
+      k.jobs.delete(pk, jobId, etag);
+      return {
+        runs: k.runs.deletePartition(jobId),
+        leases: k.leases.deletePartition(jobId),
+        events: k.events.deletePartition(jobId),
+        artifacts: k.artifacts.deletePartition(jobId),
+      };
+    } catch (e) {
+      throw mapError(e, `purgeJob ${String(productId)}/${String(id)}`);
+    }
   }
 }
 

@@ -20,7 +20,8 @@
  * - `jobs_blocked` (seq, id, pk) of blocked jobs only: the sweep's repair pass;
  * - `jobs_held`   (pk, holder): `holder` is only set while the job is in an active
  *   stage, so the partial index holds exactly the leases being counted;
- * - `jobs_outbox` of jobs whose outbox is not empty.
+ * - `jobs_outbox` of jobs whose outbox is not empty;
+ * - `jobs_finished` (updatedAt, id, pk, stage) of terminal jobs only: retention.
  * Factories carry `factories_heartbeat` (heartbeat_at, pk, id): the stale check's walk
  * across products, oldest beat first.
  * Partial indexes keep the claim queue, due set, held set and outbox set as small as
@@ -223,6 +224,20 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE factories_v4 RENAME TO factories;
       CREATE INDEX factories_heartbeat ON factories (heartbeat_at, pk, id)
         WHERE heartbeat_at IS NOT NULL;
+    `,
+  },
+  // --- Retention (issue 14) ---------------------------------------------------------
+  {
+    version: 5,
+    description: 'a partial index of terminal jobs by the time they finished (retention)',
+    // The retention pass lists terminal jobs finished before a cutoff, oldest first,
+    // across products. The time is the document's `updatedAt` (a terminal job's last
+    // change is the one that ended it), indexed as an expression so that no column (and
+    // no table rebuild) is needed; only terminal rows are in the index, and the query
+    // reads nothing else (`stage` rides along, so the table is never touched).
+    sql: `
+      CREATE INDEX jobs_finished ON jobs (json_extract(json, '$.updatedAt'), id, pk, stage)
+        WHERE stage IN ('shipped', 'dead_letter');
     `,
   },
 ];

@@ -37,6 +37,8 @@ import type {
   EventsContainer,
   FactoriesContainer,
   FactoryDoc,
+  FinishedJob,
+  FinishedJobKey,
   JobCommit,
   JobDoc,
   JobLink,
@@ -51,6 +53,7 @@ import type {
   Priority,
   ProfileDoc,
   ProfilesContainer,
+  PurgedDocuments,
   RunDoc,
   RunsContainer,
   Stage,
@@ -106,6 +109,8 @@ export type SqliteStore = DocumentStore & {
   readonly commits: number;
   /** Always present on SQLite (see `online-backup.ts`). */
   backup: NonNullable<DocumentStore['backup']>;
+  /** Retention (issue 14): always present on SQLite. */
+  purgeJob: NonNullable<DocumentStore['purgeJob']>;
 };
 
 export const DEFAULT_PATH = './data/fleet.db';
@@ -384,6 +389,19 @@ class SqliteContainer<T extends { id: string }> implements Container<T> {
       return Promise.reject(mapError(e, `${this.spec.name}.${op}`));
     }
   }
+
+  // --- Retention (issue 14) -------------------------------------------------------
+  #deletePartition: Statement | undefined;
+
+  /**
+   * Deletes every document of the partition `pk` (run inside the caller's transaction,
+   * `DocumentStore.purgeJob`) and answers how many there were. A range of the primary
+   * key, never a scan.
+   */
+  deletePartition(pk: string): number {
+    this.#deletePartition ??= this.engine.db.prepare(`DELETE FROM ${this.spec.table} WHERE pk = ?`);
+    return this.#deletePartition.run(pk).changes;
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -535,6 +553,14 @@ export const JOB_QUERIES = {
   /** Every product's queued capability sets and their sizes (at open, and after a rollback). */
   queuedSets: `SELECT pk, caps_key, count(*) FROM jobs INDEXED BY jobs_claim
     WHERE stage = 'queued' GROUP BY pk, caps_key`,
+  // --- Retention (issue 14): terminal jobs by finish time, from `jobs_finished` only.
+  finished: `SELECT json_extract(json, '$.updatedAt'), id, pk, stage FROM jobs INDEXED BY jobs_finished
+    WHERE stage IN ('shipped', 'dead_letter') AND json_extract(json, '$.updatedAt') < ?
+    ORDER BY json_extract(json, '$.updatedAt'), id, pk ${LIMIT}`,
+  finishedAfter: `SELECT json_extract(json, '$.updatedAt'), id, pk, stage FROM jobs INDEXED BY jobs_finished
+    WHERE stage IN ('shipped', 'dead_letter') AND json_extract(json, '$.updatedAt') < ?
+      AND (json_extract(json, '$.updatedAt'), id, pk) > (?, ?, ?)
+    ORDER BY json_extract(json, '$.updatedAt'), id, pk ${LIMIT}`,
 } as const;
 
 /** The list queries that also come as summaries (`view: 'summary'`). */
@@ -667,6 +693,8 @@ class SqliteJobs extends SqliteContainer<JobDoc> implements JobsContainer {
       'dependents',
       'link',
       'heldBy',
+      'finished',
+      'finishedAfter',
     ] as const) {
       q[name].raw();
     }
@@ -1035,6 +1063,62 @@ class SqliteJobs extends SqliteContainer<JobDoc> implements JobsContainer {
       ),
     );
   }
+
+  // --- Retention (issue 14) -------------------------------------------------------
+
+  finishedBefore(q: {
+    before: string;
+    limit: number;
+    after?: FinishedJobKey;
+  }): Promise<FinishedJob[]> {
+    return this.query('finishedBefore', () => {
+      const limit = requireLimit(q.limit, 0);
+      const before = requireString(q.before, 'before');
+      if (limit === 0) return [];
+      const a = q.after;
+      const rows = (
+        a === undefined
+          ? this.#q.finished.all(before, limit)
+          : this.#q.finishedAfter.all(
+              before,
+              requireString(a.finishedAt, 'after.finishedAt'),
+              requireString(a.id, 'after.id'),
+              requireString(a.productId, 'after.productId'),
+              limit,
+            )
+      ) as [string, string, string, Stage][];
+      return rows.map(([finishedAt, id, productId, stage]) => ({
+        finishedAt,
+        id,
+        productId,
+        stage,
+      }));
+    });
+  }
+
+  /**
+   * The deletion of a job for `DocumentStore.purgeJob`, checked now (null: no such job;
+   * `stale` when its etag is not `etag`): `apply` deletes the row and its `job_deps`
+   * rows inside the caller's transaction, `after` forgets it once that succeeded.
+   */
+  prepareRemove(pk: string, id: string, etag: string): { apply(): void; after(): void } | null {
+    const prev = this.#rowOf(pk, id);
+    if (prev === undefined) return null;
+    if (prev[0] !== etag) throw new StoreFault('stale', 'etag does not match');
+    const prevDeps = prev[JOB_COLUMNS.length + 1] as string;
+    return {
+      apply: () => {
+        if (this.#deleteJob.run(pk, id, etag).changes === 0) {
+          throw new StoreFault('stale', 'etag does not match');
+        }
+        if (prevDeps !== '[]') this.#moveDeps(pk, id, prevDeps, []);
+      },
+      after: () => {
+        this.#requeue(pk, { stage: prev[1], capsKey: prev[4] as string }, null);
+        this.#remember(pk, id, null);
+      },
+    };
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -1388,6 +1472,39 @@ class SqliteDocumentStore implements DocumentStore {
       this.#engine.close();
     } catch (e) {
       throw mapError(e, 'close');
+    }
+  }
+
+  // --- Retention (issue 14) -------------------------------------------------------
+
+  /**
+   * The job and every document of its partition in runs, leases, events and artifacts,
+   * in one step of the open batch (a SAVEPOINT, as `commit`): all or nothing.
+   */
+  async purgeJob(productId: string, id: string, etag: string): Promise<PurgedDocuments | null> {
+    const where = ` ${String(productId)}/${String(id)}`;
+    try {
+      const pk = requireString(productId, 'productId');
+      const jobId = requireString(id, 'id');
+      if (typeof etag !== 'string') throw new StoreFault('invalid', 'etag must be a string');
+      this.#engine.assertOpen();
+      const k = this.#containers;
+      const job = k.jobs.prepareRemove(pk, jobId, etag);
+      if (job === null) return null;
+      const purged: PurgedDocuments = { runs: 0, leases: 0, events: 0, artifacts: 0 };
+      this.#engine.write(() =>
+        this.#unit(() => {
+          job.apply();
+          purged.runs = k.runs.deletePartition(jobId);
+          purged.leases = k.leases.deletePartition(jobId);
+          purged.events = k.events.deletePartition(jobId);
+          purged.artifacts = k.artifacts.deletePartition(jobId);
+        }),
+      );
+      job.after();
+      return purged;
+    } catch (e) {
+      throw mapError(e, `purgeJob${where}`);
     }
   }
 }
