@@ -249,6 +249,24 @@ describe('issue 10: the minimal schedules that caught each reverted fix', () => 
     expect(stats.grants).toBeGreaterThan(0);
   });
 
+  it('1: a held job whose stored budget is edited to 10^8 days (its due time now stale) still ends', async () => {
+    // Found by `npm run sim -- --seeds 2000` (seed 1960): the liveness phase moved the
+    // clock to each job's `dueAt`, which the edit left in the past, so its lease never
+    // came to expire there. A simulator fix (the next due time ahead is used).
+    await clean([
+      cmd('submit', 343, 479, 0),
+      cmd('claim', 0, 357, 0),
+      cmd('submit', 0, 0, 0),
+      cmd('submit', 19, 0, 0),
+      cmd('submit', 225, 0, 0),
+      cmd('renew', 0, 0, 775),
+      cmd('submit', 703, 0, 0),
+      cmd('kill', 0, 0, 0),
+      cmd('submit', 278, 0, 0),
+      cmd('corrupt', 98, 0, 0),
+    ]);
+  });
+
   it('3: a soft dependent is blocked again when its dep fails out of testing', async () => {
     await clean(ITEM_3_SCHEDULES[0] ?? []);
   });

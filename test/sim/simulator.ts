@@ -1468,11 +1468,15 @@ export class World {
         await this.checker.final();
         return;
       }
-      // Move to the next time something is due (a lease, a retry, a wall budget).
+      // Move to the next time something is due (a lease, a retry, a wall budget). Only
+      // times still ahead count: a document edited past the coordinator (`corrupt`) may
+      // keep a `dueAt` in the past that no sweep rewrites while nothing is to be done.
       let next = Number.POSITIVE_INFINITY;
+      const now = this.clock.now();
       for (const j of open) {
-        if (j.dueAt !== null) next = Math.min(next, ms(j.dueAt));
-        if (j.notBefore !== null) next = Math.min(next, ms(j.notBefore));
+        for (const at of [j.dueAt, j.notBefore, j.leaseExpiresAt]) {
+          if (at !== null && ms(at) > now) next = Math.min(next, ms(at));
+        }
       }
       const target = Number.isFinite(next) ? next + 1 : this.clock.now() + this.opts.leaseMs + 1;
       this.clock.set(Math.max(this.clock.now() + 1, target));
