@@ -36,7 +36,7 @@ describe('simulation: memory store', () => {
   for (let chunk = 0; chunk < 170; chunk += 34) {
     it(`seeds ${chunk + 1}..${chunk + 34} keep every invariant and end live`, async () => {
       await expectClean(range(chunk + 1, 34), { store: 'memory', steps: STEPS });
-    }, 60_000);
+    }, 300_000);
   }
 });
 
@@ -44,7 +44,7 @@ describe('simulation: sqlite store', () => {
   for (let chunk = 0; chunk < 30; chunk += 15) {
     it(`seeds ${chunk + 1001}..${chunk + 1015} keep every invariant and end live`, async () => {
       await expectClean(range(chunk + 1001, 15), { store: 'sqlite', steps: STEPS });
-    }, 60_000);
+    }, 300_000);
   }
 });
 
@@ -116,10 +116,11 @@ async function firstFailure(options: SeedOptions, seeds = 40) {
 describe('the simulator catches planted bugs and shrinks them', () => {
   it('a machine that accepts writes from anyone: the stale writer is not FENCED', async () => {
     const machine = jobMachine.provide({ guards: { isHolder: () => true } });
-    const failure = await firstFailure({ store: 'memory', steps: 60, machine });
+    // Seeds 1..43 happen not to make a zombie write with this operation table (44 does).
+    const failure = await firstFailure({ store: 'memory', steps: 60, machine }, 80);
     expect(failure.result.violations.join('\n')).toMatch(/was accepted|FENCED|two holders/);
     expect(failure.schedule.cmds.length).toBeLessThan(15);
-  }, 120_000);
+  }, 300_000);
 
   it('a machine whose epochs never move: two holders of one (job, epoch)', async () => {
     const machine = jobMachine.provide({
