@@ -71,7 +71,7 @@ export async function productOverview(
   options: { recent?: number } = {},
 ): Promise<ProductOverview> {
   const { store } = coordinator;
-  await store.sync(); // never show a change that is not durable yet
+  await store.sync(store.mark()); // never show a change that is not durable yet
   const now = coordinator.clock.now();
   const stages = Object.fromEntries(Stage.options.map((s) => [s, 0])) as Record<StageName, number>;
   for (const row of await store.jobs.countByStage()) {

@@ -1,7 +1,8 @@
 /**
  * Reads: one job, lists of jobs, runs, artifacts and events. Nothing is shown before it
- * is durable (`store.sync()` first), and a job's pending outbox is carried out before
- * its runs, artifacts or events are listed, so the stream read is complete.
+ * is durable (`store.sync(store.mark())` first: waits for the batch open now, not for
+ * one that already failed, whose writes are gone), and a job's pending outbox is carried
+ * out before its runs, artifacts or events are listed, so the stream read is complete.
  */
 import { jobIdFor } from './canonical.js';
 import type { Core } from './core.js';
@@ -20,7 +21,7 @@ export async function getJob(
   productId: string,
   jobId: string,
 ): Promise<Result<Stored<JobDoc>>> {
-  await c.store.sync(); // never show a change that is not durable yet
+  await c.store.sync(c.store.mark()); // never show a change that is not durable yet
   const job = await c.store.jobs.read(productId, jobId);
   return job ? ok(job) : fail('NOT_FOUND', `no job ${jobId}`);
 }
@@ -111,7 +112,7 @@ export async function listEvents(
 
 /** Reads a job of the product, first repairing its outbox if a follow-up is pending. */
 async function settled(c: Core, productId: string, jobId: string): Promise<Stored<JobDoc> | null> {
-  await c.store.sync(); // never show a change that is not durable yet
+  await c.store.sync(c.store.mark()); // never show a change that is not durable yet
   const job = await c.store.jobs.read(productId, jobId);
   if (!job || job.outbox.length === 0) return job;
   return c.act(productId, async () => {
@@ -122,7 +123,7 @@ async function settled(c: Core, productId: string, jobId: string): Promise<Store
 
 async function guardRead<T>(c: Core, read: () => Promise<T>): Promise<Result<T>> {
   try {
-    await c.store.sync(); // never show a change that is not durable yet
+    await c.store.sync(c.store.mark()); // never show a change that is not durable yet
     return ok(await read());
   } catch (e) {
     if (isFleetError(e, 'VALIDATION')) return { ok: false, error: e };

@@ -19,7 +19,7 @@
  * | LEASE_EXPIRED     | clock to the event's `now`, `reapExpiredLeases`                            | nothing reaped (`ignored`)      |
  * | RETRY_DUE         | clock to the event's `now`, `retryDue`                                     | nothing retried (`ignored`)     |
  * | DEPS_MET          | the dep reaches `testing` (it notifies its dependents); `sweep` if it is there already | `unreported`          |
- * | DEPS_UNMET        | the dep goes back to `building` (it notifies); `sweep` if it is unmet already | `unreported`                 |
+ * | DEPS_UNMET        | the dep leaves `testing` (it notifies): back to `building`, or (cases `DEPS_UNMET:fail`, `:release`, `:expiry`) failed, released or reaped; `sweep` if it is unmet already | `unreported` |
  * | DEPENDENCY_FAILED | the dep is cancelled (dead_letter notifies its dependents)                 | `unreported`                    |
  * | BUDGET_EXCEEDED   | holding a lease: `recordProgress` with insights over the token budget (the call delivers RECORD then BUDGET_EXCEEDED); otherwise clock past the wall budget, `sweep` | nothing exceeded (`ignored`) |
  *
@@ -51,6 +51,7 @@ import type { JobDoc } from '../../runtime/types.js';
 import { type Harness, makeHarness, must } from '../support/harness.js';
 import type { StoreFactory } from '../support/stores.js';
 import {
+  type DepExit,
   LEASE_MS,
   MAX_RETRIES,
   RENEW_MS,
@@ -263,11 +264,12 @@ export const MAPPING: Mapping = {
     },
   },
   DEPS_UNMET: {
-    call: 'dep back to building (notifies) | sweep',
+    call: 'dep leaves testing: back to building, failed, released, lease expired (notifies) | sweep',
     onReject: 'unreported',
     onAccept: 'unreported',
-    async perform(w, e) {
-      if (await w.depMet()) await w.moveDep(w.dep, 'building');
+    async perform(w, e, _ctx, stage) {
+      const via = (e as { via?: DepExit }).via ?? 'building';
+      if (await w.depMet()) await w.unmeetDep(via, stage);
       else await w.h.coord.sweep(w.h.clock.now());
       return one(e, { status: 'unreported' });
     },
@@ -484,11 +486,50 @@ export class World {
         idempotencyKey: `dep-${n}`,
         bodyMd: `dep ${n}`,
         capabilities: [dep.cap],
+        // It fails, is released and expires many times: never out of attempts.
+        retry: { max: 100, backoff: 'fixed', delayMs: RETRY_DELAY_MS },
       }),
     );
     dep.id = r.job.id;
     await this.moveDep(dep, stage);
     return dep;
+  }
+
+  /**
+   * Takes D (in `testing`, held by the dep worker) out of `testing` by `via`. A lease
+   * expiry moves the clock (1 s past a minimal renewal), so it is only used while J is
+   * `queued` (holding no lease the move could end); otherwise D goes back to building.
+   */
+  async unmeetDep(via: DepExit, stage: string): Promise<void> {
+    const p = this.h.product;
+    const c = this.h.coord;
+    const d = await this.depDoc();
+    if (d.stage !== 'testing' || d.holderFactoryId !== DEP_WORKER)
+      throw new Error(`dep is ${d.stage}, held by ${d.holderFactoryId}: not in testing`);
+    const who = { factoryId: DEP_WORKER, leaseEpoch: d.leaseEpoch };
+    switch (via === 'expiry' && stage !== 'queued' ? 'building' : via) {
+      case 'building':
+        return this.moveDep(this.dep, 'building');
+      case 'fail':
+        must(
+          await c.transition(p, d.id, {
+            ...who,
+            to: 'failed',
+            error: { class: 'transient', message: 'dep fails' },
+          }),
+        );
+        return;
+      case 'release':
+        must(await c.releaseLease(p, d.id, who));
+        return;
+      case 'expiry': {
+        must(await c.renewLease(p, d.id, { ...who, extendMs: 1000 }));
+        this.h.clock.set(this.h.clock.now() + 1001);
+        const reaped = await c.reapExpiredLeases();
+        if (reaped !== 1) throw new Error(`dep expiry reaped ${reaped} leases`);
+        return;
+      }
+    }
   }
 
   /** Moves a dep to `building` (unmet) or `testing` (met), reviving it if it ended. */

@@ -97,6 +97,14 @@ export const SIMPLE_CASES: ReadonlySet<string> = new Set([
   'DEPS_UNMET',
 ]);
 
+/**
+ * Ways the dep D leaves `testing` besides going back to `building` (the `DEPS_UNMET`
+ * case): its holder fails it (transient), releases it, or its lease expires. The
+ * driver reads the way from the event's `via` (the machine ignores that field).
+ */
+export const DEP_EXITS = ['fail', 'release', 'expiry'] as const;
+export type DepExit = (typeof DEP_EXITS)[number] | 'building';
+
 /** An event case: a labelled way to build one concrete machine event. */
 export interface Case {
   label: string;
@@ -173,7 +181,18 @@ export const CASES_BY_TYPE: Readonly<Record<JobMachineEventType, readonly Case[]
     },
   ],
   DEPS_MET: [{ label: 'DEPS_MET', type: 'DEPS_MET', make: () => ({ type: 'DEPS_MET' }) }],
-  DEPS_UNMET: [{ label: 'DEPS_UNMET', type: 'DEPS_UNMET', make: () => ({ type: 'DEPS_UNMET' }) }],
+  DEPS_UNMET: [
+    { label: 'DEPS_UNMET', type: 'DEPS_UNMET', make: () => ({ type: 'DEPS_UNMET' }) },
+    // The same machine event, brought about by each other way the dep can leave
+    // `testing` (issue 10, item 3: only the move back to building used to notify).
+    ...DEP_EXITS.map(
+      (via): Case => ({
+        label: `DEPS_UNMET:${via}`,
+        type: 'DEPS_UNMET',
+        make: () => ({ type: 'DEPS_UNMET', via }) as JobMachineEvent,
+      }),
+    ),
+  ],
   BUILD: workerCases('BUILD'),
   REVIEW: workerCases('REVIEW'),
   TEST: workerCases('TEST'),

@@ -28,6 +28,9 @@ export const OPS = [
   'read',
   'par',
   'heartbeat',
+  'corrupt',
+  'commit',
+  'seatrace',
 ] as const;
 
 export type Op = (typeof OPS)[number];
@@ -53,6 +56,9 @@ const WEIGHTS: Readonly<Record<Op, number>> = {
   read: 2,
   par: 3,
   heartbeat: 1,
+  corrupt: 1,
+  commit: 2,
+  seatrace: 2,
 };
 
 /** `OP_TABLE[op]` is the operation of a choice (index 0 is `tick`, the harmless one). */

@@ -43,6 +43,15 @@ import {
   isInjectedFault,
 } from '../support/faulty-store.js';
 import { Checker, logicalJob, noopDiff } from './checks.js';
+import { type CommitFaults, commitFaults } from './commit-fault.js';
+import {
+  EXTEND_EXTREMES,
+  type Extreme,
+  HEARTBEAT_EXTREMES,
+  INSIGHT_EXTREMES,
+  STORED_EXTREMES,
+  SUBMIT_EXTREMES,
+} from './extremes.js';
 import { type Rng, seededRng } from './rng.js';
 import { type Cmd, type Op, opOf, type Schedule } from './schedule.js';
 
@@ -66,6 +75,13 @@ export interface SimOptions {
    * @defaultValue true
    */
   unknownAppendOutcomes?: boolean;
+  /**
+   * On the SQLite store, `commit` steps make the group commit of a batch fail (see
+   * commit-fault.ts); on the memory store (nothing batched) they do nothing. `false`
+   * leaves them out, so a seed is the same run on both stores.
+   * @defaultValue true
+   */
+  commitFaults?: boolean;
   /** Called with a line per step (replaying a failure). */
   trace?: (line: string) => void;
   /** The job machine the coordinators run (the simulator's own tests plant bugs with it). */
@@ -116,6 +132,7 @@ const NEXT: Partial<Record<Stage, PatchInput['to']>> = {
   testing: 'shipped',
 };
 const TERMINAL = new Set<Stage>(['shipped', 'dead_letter']);
+const ACTIVE = new Set<Stage>(['assigned', 'building', 'review', 'testing']);
 
 /** Fault points: every container method the coordinator calls. */
 const FAULT_POINTS: ReadonlyArray<readonly [ContainerName, string]> = [
@@ -172,7 +189,10 @@ interface Factory {
   held: Map<string, Belief>;
 }
 
-type Req =
+/** What the schemas must make of an extreme value a request carries (see extremes.ts). */
+type Expect = Pick<Extreme<unknown>, 'label' | 'validity' | 'field'>;
+
+type Req = (
   | { kind: 'submit'; productId: string; input: SubmitInput }
   | { kind: 'claim'; productId: string; factoryId: string; caps: readonly string[] }
   | { kind: 'transition'; productId: string; jobId: string; input: PatchInput }
@@ -180,7 +200,14 @@ type Req =
   | { kind: 'renew'; productId: string; jobId: string; input: RenewInput }
   | { kind: 'release'; productId: string; jobId: string; input: ReleaseInput }
   | { kind: 'cancel'; productId: string; jobId: string; ifMatch?: string }
-  | { kind: 'requeue'; productId: string; jobId: string; ifMatch?: string };
+  | { kind: 'requeue'; productId: string; jobId: string; ifMatch?: string }
+) & { expect?: Expect };
+
+const expectOf = (e: Extreme<unknown>): Expect => ({
+  label: e.label,
+  validity: e.validity,
+  field: e.field,
+});
 
 const WORKER_KINDS = new Set<Req['kind']>(['transition', 'progress', 'renew', 'release']);
 
@@ -274,9 +301,13 @@ export class World {
   readonly jobsOf = new Map<string, string[]>(PRODUCTS.map((p) => [p, []]));
   /** Job id → `product/key` (for traces). */
   readonly labels = new Map<string, string>();
+  /** Jobs stored with an out-of-range budget by a `corrupt` step. */
+  readonly corrupted = new Set<string>();
   /** Requests sent so far (the last 64), for late and duplicated delivery. */
   readonly sent: Req[] = [];
   readonly timers: ManualTimers;
+  /** Failing group commits (SQLite only, `commitFaults`). */
+  readonly commits: CommitFaults | null;
   supervisor!: Supervisor;
   supervisorRunning = 0;
   #supervisorIdle: Array<() => void> = [];
@@ -289,6 +320,7 @@ export class World {
   /** Factories that paused and came back (zombies, if their lease was taken meanwhile). */
   readonly #resumed = new Set<string>();
   #step = 0;
+  #commitFaultIds = 0;
 
   constructor(inner: DocumentStore, schedule: Schedule, options: SimOptions) {
     this.opts = {
@@ -297,11 +329,17 @@ export class World {
       leaseMs: 30_000,
       livenessRounds: 30,
       unknownAppendOutcomes: true,
+      commitFaults: true,
       ...options,
     };
     this.rng = seededRng(schedule.rngSeed);
     this.inner = inner;
-    this.store = faulty(options.wrapStore ? options.wrapStore(inner) : inner);
+    const base = options.wrapStore ? options.wrapStore(inner) : inner;
+    this.commits =
+      this.opts.store === 'sqlite' && this.opts.commitFaults
+        ? commitFaults(inner, () => this.#commitFailed(), base)
+        : null;
+    this.store = faulty(this.commits ? this.commits.store : base);
     this.checker = new Checker(this);
     this.timers = new ManualTimers(this.clock);
     this.store.onFault((f) => {
@@ -385,7 +423,12 @@ export class World {
           return;
         }
         this.supervisorRunning--;
-        if (event.phase === 'failed') this.#attribute(event.error, proc.index);
+        if (event.phase === 'failed') {
+          this.#attribute(event.error, proc.index);
+          // A sweep must complete whatever the documents hold (issue 10, item 1).
+          if (!isInjectedFault(event.error))
+            this.checker.violation(`supervisor sweep failed: ${describeErr(event.error)}`);
+        }
         if (this.supervisorRunning === 0) {
           const idle = this.#supervisorIdle;
           this.#supervisorIdle = [];
@@ -420,6 +463,27 @@ export class World {
     if (isSupervisor) this.#startSupervisor();
     this.stats.restarts++;
     this.trace(`process ${index} restarts (${why})`);
+  }
+
+  /** A planted commit failure fired: recorded like the fault injector's (see `onFault`). */
+  #commitFailed(): number {
+    const id = -++this.#commitFaultIds;
+    this.#firedThisStep.push({
+      container: 'jobs',
+      method: 'COMMIT',
+      when: 'after',
+      args: [],
+      tag: 'commit',
+      id,
+    });
+    const key = 'commit:sqlite.COMMIT';
+    this.stats.faultsFired[key] = (this.stats.faultsFired[key] ?? 0) + 1;
+    return id;
+  }
+
+  /** Faults fired so far in this step. */
+  get firedThisStep(): number {
+    return this.#firedThisStep.length;
   }
 
   #attribute(error: unknown, procIndex: number): void {
@@ -533,6 +597,7 @@ export class World {
         : r.error.code
     }`;
     this.stats.results[answer] = (this.stats.results[answer] ?? 0) + 1;
+    if (req.expect) this.#checkExpectation(req.kind, req.expect, r);
     if (alone && target && before !== undefined) {
       const isNoop =
         !r.ok || (req.kind === 'submit' && (r.value as { outcome: string }).outcome === 'existing');
@@ -547,7 +612,8 @@ export class World {
         } else this.stats.rejectedNoops++;
       }
     }
-    if (alone && pre && WORKER_KINDS.has(req.kind)) {
+    // An invalid request is refused before anyone is asked who holds the job.
+    if (alone && pre && WORKER_KINDS.has(req.kind) && req.expect?.validity !== 'invalid') {
       const input = (req as { input: { factoryId: string; leaseEpoch: number } }).input;
       const holds = pre.holderFactoryId === input.factoryId && pre.leaseEpoch === input.leaseEpoch;
       this.stats.assertions++;
@@ -578,6 +644,7 @@ export class World {
       this.stats.grants++;
       this.know(req.productId, grant.job.id);
       this.checker.granted(grant, req.factoryId);
+      if (alone) await this.#checkDepsMet(grant);
       if (alone && seatLimit !== null) {
         const held = await this.inner.jobs.countHeld(req.productId, req.factoryId);
         this.stats.assertions++;
@@ -590,6 +657,53 @@ export class World {
       this.know(req.productId, job.id, req.input.idempotencyKey);
     }
     return { r };
+  }
+
+  /**
+   * An extreme value (extremes.ts): an invalid one is refused with a VALIDATION naming
+   * its field (the no-op check above makes sure nothing was written), a valid one is
+   * never refused as invalid, and `either` answers nothing but those two.
+   */
+  #checkExpectation(kind: string, x: Expect, r: Result<unknown>): void {
+    const code = r.ok ? 'ok' : r.error.code;
+    const detail = r.ok ? '' : r.error.detail;
+    this.stats.assertions++;
+    const key = `extreme:${x.validity}:${code === 'VALIDATION' ? 'refused' : 'not refused'}`;
+    this.stats.results[key] = (this.stats.results[key] ?? 0) + 1;
+    if (x.validity === 'invalid') {
+      if (code !== 'VALIDATION')
+        this.checker.violation(
+          `${kind} with ${x.label} (out of range) answered ${code}, not VALIDATION`,
+        );
+      else if (!x.field.test(detail) || /Error\b|at .*:\d+:\d+/.test(detail))
+        this.checker.violation(
+          `${kind} with ${x.label} was refused, but its detail does not say what is wrong (${x.field}): ${detail.slice(0, 300)}`,
+        );
+    } else if (code === 'VALIDATION' && x.validity === 'valid') {
+      this.checker.violation(
+        `${kind} with ${x.label} (at its limit, valid) was refused: ${detail.slice(0, 300)}`,
+      );
+    }
+  }
+
+  /**
+   * A grant's deps are met as stored right after the claim (issue 10, item 3: a soft
+   * dependent was handed out while its dep was back in the queue): hard deps shipped,
+   * soft deps in testing or shipped.
+   */
+  async #checkDepsMet(grant: ClaimGrant): Promise<void> {
+    const job = grant.job;
+    for (const depId of job.deps) {
+      const dep = await this.inner.jobs.read(job.productId, depId);
+      const met =
+        dep !== null &&
+        (dep.stage === 'shipped' || (job.depsMode === 'soft' && dep.stage === 'testing'));
+      this.stats.assertions++;
+      if (!met)
+        this.checker.violation(
+          `claim handed out ${this.label(job.id)} whose ${job.depsMode} dep ${this.label(depId)} is ${dep?.stage ?? 'missing'}: a queued job with unmet deps must never be claimed`,
+        );
+    }
   }
 
   // -------------------------------------------------------------------------
@@ -637,7 +751,7 @@ export class World {
       case 'work':
         return this.#work(a, b, c, forcedProc);
       case 'renew':
-        return this.#renew(a, b, forcedProc);
+        return this.#renew(a, b, c, forcedProc);
       case 'sweep':
         return this.#sweep(a, b, forcedProc);
       case 'kill': {
@@ -722,23 +836,163 @@ export class World {
         if (!f) return;
         const productId = PRODUCTS[b % 2] as string;
         const seatLimit = [null, 1, 2][c % 3] ?? null;
+        // One heartbeat in four carries an extreme descriptor or seat limit.
+        const x =
+          (c >> 2) % 4 === 3 ? HEARTBEAT_EXTREMES[(c >> 4) % HEARTBEAT_EXTREMES.length] : undefined;
         try {
-          await this.#proc(b >> 1, forcedProc).coord.heartbeat(productId, {
+          const r = await this.#proc(b >> 1, forcedProc).coord.heartbeat(productId, {
             factoryId: f.id,
             capabilities: [...f.caps],
             health: 'ok',
             seatLimit,
+            ...(x?.value ?? {}),
           });
-          this.trace(`${f.id} heartbeat ${productId} seatLimit ${seatLimit}`);
+          if (x) this.#checkExpectation('heartbeat', expectOf(x), r);
+          else if (!r.ok)
+            this.checker.violation(`heartbeat answered ${r.error.code}: ${r.error.detail}`);
+          this.trace(
+            `${f.id} heartbeat ${productId} ${x ? x.label : `seatLimit ${seatLimit}`} → ${codeOf(r)}`,
+          );
         } catch (e) {
           this.#attribute(e, this.#proc(b >> 1, forcedProc).index);
           if (!isInjectedFault(e)) this.checker.violation(`heartbeat threw ${describeErr(e)}`);
         }
         return;
       }
+      case 'corrupt':
+        return this.#corrupt(a, b);
+      case 'commit': {
+        if (!this.commits) {
+          this.trace('commit fault (not on this store)');
+          return;
+        }
+        this.commits.arm();
+        this.stats.faultsArmed++;
+        this.trace('arm a failing group commit (the next batch synced rolls back)');
+        return;
+      }
+      case 'seatrace':
+        return this.#seatRace(a, b);
       case 'par':
         return; // handled by run()
     }
+  }
+
+  /**
+   * A job document as an older build (before the schemas bounded durations and
+   * numbers) or a hand edit may have left it: an out-of-range budget, written past the
+   * coordinator. Every sweep must still complete, every other job still be reaped, and
+   * the job itself stay workable (issue 10, item 1).
+   */
+  async #corrupt(a: number, b: number): Promise<void> {
+    const jobs = this.allKnownJobs();
+    const j = jobs[a % Math.max(1, jobs.length)];
+    if (!j) return;
+    const cur = await this.inner.jobs.read(j.productId, j.jobId);
+    if (!cur) return;
+    const x = STORED_EXTREMES[b % STORED_EXTREMES.length] as (typeof STORED_EXTREMES)[number];
+    const { _etag, ...doc } = cur;
+    await this.inner.jobs.replace(
+      { ...doc, budget: { ...(doc.budget ?? {}), ...x.budget } },
+      _etag,
+    );
+    await this.inner.sync();
+    this.corrupted.add(j.jobId);
+    this.trace(`${this.label(j.jobId)} is stored with budget ${x.label} (an older build wrote it)`);
+  }
+
+  /**
+   * Two processes claim for one factory at once, its seat limit 1 (issue 10, item 9).
+   * Unless a fault fired: the factory holds at most one job; a claim handed back (a
+   * give-back) leaves no free seat empty (one grant stands), and costs the job no
+   * attempt and does not start its wall clock.
+   */
+  async #seatRace(a: number, b: number): Promise<void> {
+    const alive = this.#alive();
+    const f = alive[a % Math.max(1, alive.length)];
+    if (!f || this.procs.length < 2) return;
+    const productId = PRODUCTS[b % 2] as string;
+    const proc0 = this.procs[0] as Proc;
+    try {
+      const hb = await proc0.coord.heartbeat(productId, {
+        factoryId: f.id,
+        capabilities: [...f.caps],
+        health: 'ok',
+        seatLimit: 1,
+      });
+      if (!hb.ok) {
+        this.checker.violation(`heartbeat answered ${hb.error.code}: ${hb.error.detail}`);
+        return;
+      }
+    } catch (e) {
+      this.#attribute(e, proc0.index);
+      if (!isInjectedFault(e)) this.checker.violation(`heartbeat threw ${describeErr(e)}`);
+      this.trace(`${f.id} heartbeat ${productId} seatLimit 1 → threw ${describeErr(e)}`);
+      return;
+    }
+    const firedBefore = this.#firedThisStep.length;
+    const heldBefore = await this.inner.jobs.countHeld(productId, f.id);
+    const before = new Map<string, JobDoc>();
+    for (const job of await this.checker.jobs())
+      if (job.productId === productId) before.set(job.id, job);
+    const req: Req = { kind: 'claim', productId, factoryId: f.id, caps: f.caps };
+    this.#remember(req);
+    this.#concurrent = true;
+    let outs: Array<{ r?: Result<unknown>; thrown?: unknown }>;
+    try {
+      outs = await Promise.all(this.procs.slice(0, 2).map((p) => this.exec(req, p)));
+    } finally {
+      this.#concurrent = false;
+    }
+    const granted = new Set<string>();
+    const shown: string[] = [];
+    for (const o of outs) {
+      if (o.thrown) shown.push(`threw ${describeErr(o.thrown)}`);
+      else if (o.r && !o.r.ok) shown.push(o.r.error.code);
+      else if (o.r?.ok && o.r.value !== null) {
+        const grant = o.r.value as ClaimGrant;
+        granted.add(grant.job.id);
+        this.#adopt(f, grant, productId);
+        shown.push(`${this.label(grant.job.id)}@${grant.lease.leaseEpoch}`);
+      } else shown.push('nothing');
+    }
+    this.trace(
+      `${f.id} (seat limit 1) claims ${productId} through two processes at once → ${shown.join(', ')}`,
+    );
+    if (this.#firedThisStep.length > firedBefore || heldBefore >= 1) return;
+    const held = await this.inner.jobs.countHeld(productId, f.id);
+    this.stats.assertions += 2;
+    if (held > 1)
+      this.checker.violation(
+        `${f.id} holds ${held} jobs of ${productId} after two processes claimed its one seat at once`,
+      );
+    // Jobs claimed for f in this race and handed back (not granted, not held).
+    const givenBack: string[] = [];
+    for (const job of await this.checker.jobs()) {
+      if (job.productId !== productId || granted.has(job.id)) continue;
+      const prev = before.get(job.id);
+      const events = await this.inner.events.list(job.id, { limit: 100_000 });
+      const fresh = events.filter((e) => e.seq > (prev?.eventSeq ?? 0));
+      const claimedForF = fresh.some(
+        (e) => e.type === 'claimed' && (e.data as { factoryId?: string }).factoryId === f.id,
+      );
+      if (!claimedForF || job.holderFactoryId === f.id) continue;
+      givenBack.push(job.id);
+      this.stats.assertions += 2;
+      if (prev && job.attempt !== prev.attempt)
+        this.checker.violation(
+          `a give-back cost ${this.label(job.id)} an attempt: attempt ${prev.attempt} → ${job.attempt} (events ${fresh.map((e) => e.type).join(',')})`,
+        );
+      if (prev && job.firstClaimedAt !== prev.firstClaimedAt)
+        this.checker.violation(
+          `a give-back started ${this.label(job.id)}'s wall clock: firstClaimedAt ${prev.firstClaimedAt} → ${job.firstClaimedAt}`,
+        );
+    }
+    this.stats.assertions++;
+    if (givenBack.length > 0 && held < 1)
+      this.checker.violation(
+        `both processes handed their grants back (${givenBack.map((id) => this.label(id)).join(', ')}): ${f.id}'s free seat stays empty`,
+      );
   }
 
   #submitInput(productId: string, a: number, b: number, c: number): SubmitInput {
@@ -771,15 +1025,20 @@ export class World {
 
   async #submit(a: number, b: number, c: number, forced?: number): Promise<void> {
     const productId = PRODUCTS[a % 2] as string;
-    const input = this.#submitInput(productId, a, b, c);
+    // One submit in eight carries an extreme value (extremes.ts), valid or not.
+    const x =
+      (a >> 4) % 8 === 7
+        ? SUBMIT_EXTREMES[((a >> 7) + ((c >> 9) << 3)) % SUBMIT_EXTREMES.length]
+        : undefined;
+    const input = { ...this.#submitInput(productId, a, b, c), ...(x?.value ?? {}) };
     this.labels.set(
       jobIdFor(productId, input.idempotencyKey),
       `${productId}/${input.idempotencyKey}`,
     );
-    const req: Req = { kind: 'submit', productId, input };
+    const req: Req = { kind: 'submit', productId, input, ...(x ? { expect: expectOf(x) } : {}) };
     this.#remember(req);
     const { r, thrown } = await this.exec(req, this.#proc(b >> 2, forced));
-    const what = `submit ${productId}/${input.idempotencyKey} v${b % 4} deps[${(input.deps ?? []).map((d) => this.label(d)).join(',')}]`;
+    const what = `submit ${productId}/${input.idempotencyKey} v${b % 4}${x ? ` (${x.label})` : ''} deps[${(input.deps ?? []).map((d) => this.label(d)).join(',')}]`;
     if (thrown) this.trace(`${what} → threw ${describeErr(thrown)}`);
     else if (r?.ok) {
       const v = r.value as { job: JobDoc; outcome: string };
@@ -869,19 +1128,23 @@ export class World {
       };
       what = 'release';
     } else if (action === 12 || action === 13) {
+      // One progress report in four reports an extreme usage increment (extremes.ts).
+      const x =
+        (c >> 7) % 4 === 3 ? INSIGHT_EXTREMES[(a >> 4) % INSIGHT_EXTREMES.length] : undefined;
       req = {
         kind: 'progress',
         productId: h.productId,
         jobId: h.jobId,
+        ...(x ? { expect: expectOf(x) } : {}),
         input: {
           ...who,
-          insights,
+          insights: x ? x.value : insights,
           ...(action === 13
             ? { artifacts: [{ name: `log-${b % 3}`, uri: `blob://sim/${h.jobId}/${b % 3}` }] }
             : { checkpoint: { wipBranch: `wip/${b % 5}` } }),
         },
       };
-      what = action === 13 ? 'progress + artifact' : 'progress + checkpoint';
+      what = `${action === 13 ? 'progress + artifact' : 'progress + checkpoint'}${x ? ` (${x.label})` : ''}`;
     } else {
       const to = h.stage === 'review' || h.stage === 'testing' ? 'building' : next;
       req = {
@@ -923,21 +1186,25 @@ export class World {
     else f.held.delete(h.jobId);
   }
 
-  async #renew(a: number, b: number, forced?: number): Promise<void> {
+  async #renew(a: number, b: number, c: number, forced?: number): Promise<void> {
     const alive = this.#alive().filter((f) => f.held.size > 0);
     const f = alive[a % Math.max(1, alive.length)];
     if (!f) return;
     const beliefs = [...f.held.values()];
     const h = beliefs[b % beliefs.length] as Belief;
+    // One renewal in four asks for an extreme extension (extremes.ts).
+    const x = c % 4 === 3 ? EXTEND_EXTREMES[(c >> 2) % EXTEND_EXTREMES.length] : undefined;
+    const extendMs = x ? { extendMs: x.value } : b % 3 === 2 ? { extendMs: 5_000 } : {};
     const req: Req = {
       kind: 'renew',
       productId: h.productId,
       jobId: h.jobId,
-      input: { factoryId: f.id, leaseEpoch: h.epoch, ...(b % 3 === 2 ? { extendMs: 5_000 } : {}) },
+      input: { factoryId: f.id, leaseEpoch: h.epoch, ...extendMs },
+      ...(x ? { expect: expectOf(x) } : {}),
     };
     this.#remember(req);
     const { r, thrown } = await this.exec(req, this.#proc(b >> 1, forced));
-    const head = `${f.id} renews ${this.label(h.jobId)}@${h.epoch}`;
+    const head = `${f.id} renews ${this.label(h.jobId)}@${h.epoch}${x ? ` (${x.label})` : ''}`;
     if (thrown) this.trace(`${head} → threw ${describeErr(thrown)}`);
     else if (r?.ok) this.trace(`${head} → ok`);
     else if (r) {
@@ -964,6 +1231,7 @@ export class World {
         this.trace(
           `supervisor sweep → reaped ${r.reaped}, retried ${r.retried}, budget ${r.budgetExceeded}, repaired ${r.repaired}, unblocked ${r.unblocked}`,
         );
+        if (this.#firedThisStep.length === 0 && !this.#concurrent) await this.#checkSwept();
       }
       return;
     }
@@ -984,6 +1252,27 @@ export class World {
       this.#attribute(e, proc.index);
       if (!isInjectedFault(e)) this.checker.violation(`sweep threw ${describeErr(e)}`);
       this.trace(`process ${proc.index} sweep → threw ${describeErr(e)}`);
+    }
+  }
+
+  /**
+   * After a completed sweep with no fault: nothing it should have done is left undone,
+   * whatever any one job's document holds (issue 10, item 1: one job's out-of-range
+   * budget stopped every sweep at that job): no lease expired, no retry due, no job
+   * of an active stage past its wall budget.
+   */
+  async #checkSwept(): Promise<void> {
+    const now = this.clock.now();
+    for (const job of await this.checker.jobs()) {
+      this.stats.assertions++;
+      if (ACTIVE.has(job.stage) && job.leaseExpiresAt !== null && ms(job.leaseExpiresAt) <= now)
+        this.checker.violation(
+          `${this.label(job.id)} (${job.stage}) kept a lease that expired at ${job.leaseExpiresAt} through a completed sweep`,
+        );
+      else if (job.stage === 'failed' && job.notBefore !== null && ms(job.notBefore) <= now)
+        this.checker.violation(
+          `${this.label(job.id)}'s retry was due at ${job.notBefore}, but a completed sweep left it failed`,
+        );
     }
   }
 
@@ -1067,6 +1356,7 @@ export class World {
     await this.supervisorSettled();
     const fired = this.#firedThisStep;
     this.#firedThisStep = [];
+    this.checker.faultsFired = fired.length;
     const crashed = new Set<number>();
     for (const f of fired) {
       if (f.tag !== 'crash') continue;
@@ -1104,8 +1394,10 @@ export class World {
           this.#concurrent = false;
         }
         i += k;
+        this.checker.alone = false;
       } else {
         await this.runStep(cmd);
+        this.checker.alone = opOf(cmd) !== 'seatrace';
       }
       this.stats.steps++;
       await this.#afterStep();
@@ -1124,6 +1416,8 @@ export class World {
     this.#step = -1;
     this.store.setOutage(null);
     this.store.disarm();
+    this.commits?.disarm();
+    this.checker.alone = false;
     this.stats.lateLanded += await this.store.applyLate();
     for (const f of this.factories) if (f.status === 'paused') f.status = 'dead';
     const closer = this.#addFactory(['py', 'ts']);
@@ -1174,11 +1468,15 @@ export class World {
         await this.checker.final();
         return;
       }
-      // Move to the next time something is due (a lease, a retry, a wall budget).
+      // Move to the next time something is due (a lease, a retry, a wall budget). Only
+      // times still ahead count: a document edited past the coordinator (`corrupt`) may
+      // keep a `dueAt` in the past that no sweep rewrites while nothing is to be done.
       let next = Number.POSITIVE_INFINITY;
+      const now = this.clock.now();
       for (const j of open) {
-        if (j.dueAt !== null) next = Math.min(next, ms(j.dueAt));
-        if (j.notBefore !== null) next = Math.min(next, ms(j.notBefore));
+        for (const at of [j.dueAt, j.notBefore, j.leaseExpiresAt]) {
+          if (at !== null && ms(at) > now) next = Math.min(next, ms(at));
+        }
       }
       const target = Number.isFinite(next) ? next + 1 : this.clock.now() + this.opts.leaseMs + 1;
       this.clock.set(Math.max(this.clock.now() + 1, target));
