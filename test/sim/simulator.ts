@@ -82,6 +82,13 @@ export interface SimOptions {
    * @defaultValue true
    */
   commitFaults?: boolean;
+  /**
+   * Most leases a factory of seat limit 1 may hold after two processes raced for its
+   * seat. The documented contract is 2 (one over, until one ends); 1 is item 9's open
+   * goal (test/sim/seat-limit-race.test.ts pins it).
+   * @defaultValue 2
+   */
+  seatRaceMaxHeld?: number;
   /** Called with a line per step (replaying a failure). */
   trace?: (line: string) => void;
   /** The job machine the coordinators run (the simulator's own tests plant bugs with it). */
@@ -330,6 +337,7 @@ export class World {
       livenessRounds: 30,
       unknownAppendOutcomes: true,
       commitFaults: true,
+      seatRaceMaxHeld: 2,
       ...options,
     };
     this.rng = seededRng(schedule.rngSeed);
@@ -962,7 +970,11 @@ export class World {
     if (this.#firedThisStep.length > firedBefore || heldBefore >= 1) return;
     const held = await this.inner.jobs.countHeld(productId, f.id);
     this.stats.assertions += 2;
-    if (held > 1)
+    // The documented contract (README, "Seat limits"): a process that counted before the
+    // other's grant landed keeps its own, so a race may leave the factory one lease over
+    // its limit until one ends, never more. Holding exactly the limit is the open part of
+    // item 9, pinned by test/sim/seat-limit-race.test.ts.
+    if (held > (this.opts.seatRaceMaxHeld ?? 2))
       this.checker.violation(
         `${f.id} holds ${held} jobs of ${productId} after two processes claimed its one seat at once`,
       );
