@@ -1,0 +1,66 @@
+/**
+ * Issue 13's goals as rows of one summary table: what was measured, the target, the
+ * ratio (measured ÷ target, or for a ceiling such as "≤ 4 requests", target ÷ measured:
+ * a ratio ≥ 1 always means met) and whether it was met. A goal that could not be
+ * measured in this run (a server missing, a section failed) says why instead.
+ */
+import { table } from './report.js';
+
+export interface GoalRow {
+  /** e.g. `2. HTTP lifecycle / in-process`. */
+  goal: string;
+  /** The measured figure, with its unit. */
+  measured: string;
+  /** The target, e.g. `≥ 0.60×`. */
+  target: string;
+  /** ≥ 1 means met; null when not measured. */
+  ratio: number | null;
+  /** Why there is no figure (skipped, failed). */
+  note?: string;
+}
+
+/** A goal met when `value ≥ target`. */
+export function atLeast(
+  goal: string,
+  measured: string,
+  value: number,
+  target: number,
+  targetText: string,
+): GoalRow {
+  return { goal, measured, target: targetText, ratio: value / target };
+}
+
+/** A goal met when `value ≤ target` (ratio = target ÷ value). */
+export function atMost(
+  goal: string,
+  measured: string,
+  value: number,
+  target: number,
+  targetText: string,
+): GoalRow {
+  return {
+    goal,
+    measured,
+    target: targetText,
+    ratio: value === 0 ? Number.POSITIVE_INFINITY : target / value,
+  };
+}
+
+/** A goal this run has no figure for, and why. */
+export function notMeasured(goal: string, target: string, why: string): GoalRow {
+  return { goal, measured: '-', target, ratio: null, note: why };
+}
+
+/** The summary table: goal, measured, target, ratio, met? (and a note when not measured). */
+export function goalTable(rows: readonly GoalRow[]): string {
+  return table(
+    ['goal', 'measured', 'target', 'ratio', 'met?'],
+    rows.map((r) => [
+      r.goal,
+      r.measured,
+      r.target,
+      r.ratio === null ? '-' : Number.isFinite(r.ratio) ? `${r.ratio.toFixed(2)}` : '∞',
+      r.ratio === null ? `not measured: ${r.note ?? '?'}` : r.ratio >= 1 ? 'yes' : 'no',
+    ]),
+  );
+}
