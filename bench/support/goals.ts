@@ -17,6 +17,13 @@ export interface GoalRow {
   ratio: number | null;
   /** Why there is no figure (skipped, failed). */
   note?: string;
+  /** A comparison with no target (the ratio is printed, nothing is met or missed). */
+  informational?: boolean;
+}
+
+/** A side-by-side figure with no target: `ratio` = ours ÷ theirs. */
+export function beside(goal: string, measured: string, ratio: number): GoalRow {
+  return { goal, measured, target: 'none (beside)', ratio, informational: true };
 }
 
 /** A goal met when `value ≥ target`. */
@@ -60,7 +67,13 @@ export function goalTable(rows: readonly GoalRow[]): string {
       r.measured,
       r.target,
       r.ratio === null ? '-' : Number.isFinite(r.ratio) ? `${r.ratio.toFixed(2)}` : '∞',
-      r.ratio === null ? `not measured: ${r.note ?? '?'}` : r.ratio >= 1 ? 'yes' : 'no',
+      r.ratio === null
+        ? `not measured: ${r.note ?? '?'}`
+        : r.informational
+          ? '-'
+          : r.ratio >= 1
+            ? 'yes'
+            : 'no',
     ]),
   );
 }
