@@ -2,7 +2,7 @@
  * The write path against the store under it: Fleet's durable transitions/s beside the
  * raw better-sqlite3 ceiling for the same durable work, measured in the same run.
  *
- *   npx tsx bench/lifecycle.bench.ts [--jobs=N] [--depths=1000,200000] [--quick]
+ *   npx tsx bench/lifecycle.bench.ts [--jobs=N] [--depths=1000,200000] [--full] [--quick]
  *
  * 1. **The raw ceiling**: a SQLite file in WAL mode, `synchronous=FULL`, a `jobs` table
  *    of 2 KB JSON rows and an `events` table. One transition = read and parse a job row,
@@ -16,7 +16,9 @@
  *    of jobs, then 32 factories (and then one) each looping claim → building → review →
  *    testing → shipped (5 fenced durable transitions per job, no-op work). Durable
  *    transitions/s = 5 × jobs/s. Repeated behind `--depths` queued jobs (default 1k and
- *    200k; the depth goal is the deep figure ≥ 0.9 × the shallow one).
+ *    200k, and 1M with `--full` or `FLEET_BENCH_FULL=1`; the depth goal is each deep
+ *    figure ≥ 0.9 × the shallow one). The queues are filled once per depth into a
+ *    template file and copied per section (`support/sqlite-queue.ts`).
  *
  * Goals (issue 13), printed as ratios: 32 factories ≥ 0.50 × the ceiling; one factory ≥
  * 0.70 × 1/(5 × fsync); depth ≥ 0.90. Asserts nothing. `FLEET_BENCH_CPU_PROFILE=<dir>`
@@ -380,7 +382,7 @@ export function lifecycleOptionsFromArgs(args: string[]): Partial<LifecycleOptio
     strict: false,
   });
   const out: Partial<LifecycleOptions> = values.quick
-    ? { jobs: 4_000, depths: [1_000, 50_000], ceilingTransitions: 30_000 }
+    ? { jobs: 4_000, ceilingTransitions: 30_000 }
     : {};
   if (wantsFull(args)) out.depths = [1_000, 200_000, 1_000_000];
   if (typeof values.jobs === 'string') out.jobs = Number(values.jobs);
