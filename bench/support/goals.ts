@@ -58,22 +58,28 @@ export function notMeasured(goal: string, target: string, why: string): GoalRow 
   return { goal, measured: '-', target, ratio: null, note: why };
 }
 
-/** The summary table: goal, measured, target, ratio, met? (and a note when not measured). */
+/**
+ * The summary table: goal, measured, target, ratio, met? (`yes`/`no`; `-` for a
+ * comparison without a target; `n/m` when not measured, with the reason listed below).
+ */
 export function goalTable(rows: readonly GoalRow[]): string {
-  return table(
+  const notes: string[] = [];
+  const body = table(
     ['goal', 'measured', 'target', 'ratio', 'met?'],
-    rows.map((r) => [
-      r.goal,
-      r.measured,
-      r.target,
-      r.ratio === null ? '-' : Number.isFinite(r.ratio) ? `${r.ratio.toFixed(2)}` : '∞',
-      r.ratio === null
-        ? `not measured: ${r.note ?? '?'}`
-        : r.informational
-          ? '-'
-          : r.ratio >= 1
-            ? 'yes'
-            : 'no',
-    ]),
+    rows.map((r) => {
+      let met: string;
+      if (r.ratio === null) {
+        notes.push(`${r.goal}: not measured: ${r.note ?? '?'}`);
+        met = 'n/m';
+      } else met = r.informational ? '-' : r.ratio >= 1 ? 'yes' : 'no';
+      return [
+        r.goal,
+        r.measured,
+        r.target,
+        r.ratio === null ? '-' : Number.isFinite(r.ratio) ? r.ratio.toFixed(2) : '∞',
+        met,
+      ];
+    }),
   );
+  return [body, ...notes].join('\n');
 }
