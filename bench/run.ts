@@ -108,7 +108,7 @@ export async function runAll(args: string[]): Promise<void> {
     say();
     for (const f of await templates.fills()) {
       say(
-        `queue of ${count(f.depth)} (+ headroom: ${int(f.jobs)} jobs) filled in ${f.fillSec.toFixed(1)} s`,
+        `queue behind ${count(f.depth)}: ${int(f.jobs)} jobs filled in ${f.fillSec.toFixed(1)} s (once, copied per section)`,
       );
     }
     const lifecycleRows = lifecycleGoals(lifecycle);
