@@ -112,7 +112,10 @@ function startHello(signal: AbortSignal): Promise<ChildServer> {
   );
 }
 
-function startFleet(store: Record<string, string>, signal: AbortSignal): Promise<ChildServer> {
+export function startFleet(
+  store: Record<string, string>,
+  signal: AbortSignal,
+): Promise<ChildServer> {
   return startChild(
     `the Fleet server (FLEET_STORE=${store.FLEET_STORE})`,
     [FLEET_BIN, 'serve'],
@@ -236,7 +239,7 @@ async function bestOf(rounds: number, measure: () => Promise<LoadResult>): Promi
   };
 }
 
-const AUTH = { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' };
+export const AUTH = { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' };
 
 /** Claims as `connections` factories (one per client), warm-up first. */
 async function claimLoad(

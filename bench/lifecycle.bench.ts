@@ -2,7 +2,7 @@
  * The write path against the store under it: Fleet's durable transitions/s beside the
  * raw better-sqlite3 ceiling for the same durable work, measured in the same run.
  *
- *   npx tsx bench/lifecycle.bench.ts [--jobs=N] [--depths=1000,200000] [--quick]
+ *   npx tsx bench/lifecycle.bench.ts [--jobs=N] [--depths=1000,200000] [--full] [--quick]
  *
  * 1. **The raw ceiling**: a SQLite file in WAL mode, `synchronous=FULL`, a `jobs` table
  *    of 2 KB JSON rows and an `events` table. One transition = read and parse a job row,
@@ -16,7 +16,9 @@
  *    of jobs, then 32 factories (and then one) each looping claim → building → review →
  *    testing → shipped (5 fenced durable transitions per job, no-op work). Durable
  *    transitions/s = 5 × jobs/s. Repeated behind `--depths` queued jobs (default 1k and
- *    200k; the depth goal is the deep figure ≥ 0.9 × the shallow one).
+ *    200k, and 1M with `--full` or `FLEET_BENCH_FULL=1`; the depth goal is each deep
+ *    figure ≥ 0.9 × the shallow one). The queues are filled once per depth into a
+ *    template file and copied per section (`support/sqlite-queue.ts`).
  *
  * Goals (issue 13), printed as ratios: 32 factories ≥ 0.50 × the ceiling; one factory ≥
  * 0.70 × 1/(5 × fsync); depth ≥ 0.90. Asserts nothing. `FLEET_BENCH_CPU_PROFILE=<dir>`
@@ -31,12 +33,14 @@ import Database from 'better-sqlite3';
 import { openSqliteStore } from '../adapters/store/sqlite/index.js';
 import { Coordinator } from '../runtime/index.js';
 import type { PatchTarget } from '../runtime/types.js';
+import { atLeast, type GoalRow } from './support/goals.js';
 import { isMain, relaunchWithGc } from './support/main.js';
 import { profiled } from './support/profile.js';
-import { collectGarbage, int, say, table } from './support/report.js';
-import { ALL_CAPABILITIES, JobFeed, TEN_SETS } from './support/workload.js';
+import { collectGarbage, count, int, say, table } from './support/report.js';
+import { QUEUE_PRODUCT, QueueTemplates } from './support/sqlite-queue.js';
+import { ALL_CAPABILITIES } from './support/workload.js';
 
-const PRODUCT = 'bench';
+const PRODUCT = QUEUE_PRODUCT;
 const STAGES: readonly PatchTarget[] = ['building', 'review', 'testing', 'shipped'];
 /** Goals of issue 13. */
 export const CEILING_GOAL = 0.5;
@@ -156,28 +160,29 @@ function fsyncTime(): number {
   }
 }
 
-/** Fills the store with `depth` queued jobs straight through the store (untimed). */
-async function fill(store: ReturnType<typeof openSqliteStore>, depth: number, feed: JobFeed) {
-  for (let i = 0; i < depth; i++) await store.jobs.create(feed.next());
-  await store.sync();
-}
+/** Jobs each Fleet section ships untimed first (statements, caches, JIT). */
+export const LIFECYCLE_WARMUP = 200;
 
-async function lifecycle(
+/**
+ * `factories` concurrent factories ship `jobs` jobs (claim and 4 moves each) on a copy of
+ * the queue of `depth` (so at least `depth` stay queued behind them), in process, on the
+ * SQLite store with `synchronous`.
+ */
+export async function measureLifecycle(
+  templates: QueueTemplates,
   depth: number,
   factories: number,
   jobs: number,
   label: string,
-  synchronous: 'FULL' | 'NORMAL',
+  synchronous: 'FULL' | 'NORMAL' = 'FULL',
 ): Promise<LifecycleRow> {
   const dir = tempDir();
-  const store = openSqliteStore({ path: join(dir, 'fleet.db'), synchronous });
+  const path = await templates.copy(depth, jobs + LIFECYCLE_WARMUP, dir);
+  const store = openSqliteStore({ path, synchronous });
   try {
     const coord = new Coordinator({ store, leaseMs: 600_000 });
-    const feed = new JobFeed(PRODUCT, TEN_SETS, 7);
-    await fill(store, depth + jobs, feed);
     const caps = [...ALL_CAPABILITIES];
-    // Warm-up: statements, caches, JIT.
-    for (let i = 0; i < 200; i++) await shipOne(coord, 'warm', caps);
+    for (let i = 0; i < LIFECYCLE_WARMUP; i++) await shipOne(coord, 'warm', caps);
     collectGarbage();
     const commitsBefore = store.commits;
     let shipped = 0;
@@ -226,8 +231,10 @@ async function shipOne(coord: Coordinator, factoryId: string, capabilities: stri
 
 export async function runLifecycleBench(
   partial: Partial<LifecycleOptions> = {},
+  shared?: QueueTemplates,
 ): Promise<LifecycleResult> {
   const o = { ...DEFAULT_LIFECYCLE, ...partial };
+  const templates = shared ?? new QueueTemplates(o.jobs + LIFECYCLE_WARMUP);
   say(
     `== lifecycle: claim → building → review → testing → shipped, in process, SQLite ${o.synchronous}, beside the raw better-sqlite3 ceiling (FULL) ==`,
   );
@@ -240,26 +247,32 @@ export async function runLifecycleBench(
     `one durable commit: ${fsyncMs.toFixed(3)} ms → a lone factory's bound ${int(1000 / (5 * fsyncMs))} jobs/s`,
   );
   const rows: LifecycleRow[] = [];
-  for (const depth of o.depths) {
+  try {
+    for (const depth of o.depths) {
+      rows.push(
+        await measureLifecycle(
+          templates,
+          depth,
+          o.factories,
+          o.jobs,
+          `lifecycle-${depth}-${o.factories}`,
+          o.synchronous,
+        ),
+      );
+    }
     rows.push(
-      await lifecycle(
-        depth,
-        o.factories,
-        o.jobs,
-        `lifecycle-${depth}-${o.factories}`,
+      await measureLifecycle(
+        templates,
+        o.depths[0] ?? 1000,
+        1,
+        Math.max(500, Math.round(o.jobs / 10)),
+        'lifecycle-1',
         o.synchronous,
       ),
     );
+  } finally {
+    if (shared === undefined) templates.remove();
   }
-  rows.push(
-    await lifecycle(
-      o.depths[0] ?? 1000,
-      1,
-      Math.max(500, Math.round(o.jobs / 10)),
-      'lifecycle-1',
-      o.synchronous,
-    ),
-  );
   say(
     table(
       ['queued', 'factories', 'jobs', 'jobs/s', 'transitions/s', 'commits', 'vs ceiling'],
@@ -303,6 +316,59 @@ export function lifecycleSummary(r: LifecycleResult): string[] {
   return out;
 }
 
+/** Goals 1, 3 and 6 (lifecycle figures) as summary rows. */
+export function lifecycleGoals(r: LifecycleResult): GoalRow[] {
+  const many = r.rows.filter((x) => x.factories > 1);
+  const shallow = many[0];
+  const lone = r.rows.find((x) => x.factories === 1);
+  const out: GoalRow[] = [];
+  if (shallow) {
+    const share = shallow.transitionsPerSec / r.ceilingPerSec;
+    out.push(
+      atLeast(
+        '1. lifecycle 32 factories / raw SQLite ceiling',
+        `${share.toFixed(2)}× (${int(shallow.transitionsPerSec)} of ${int(r.ceilingPerSec)} transitions/s)`,
+        share,
+        CEILING_GOAL,
+        `≥ ${CEILING_GOAL.toFixed(2)}×`,
+      ),
+    );
+  }
+  if (lone) {
+    const bound = 1000 / (5 * r.fsyncMs);
+    const share = lone.jobsPerSec / bound;
+    out.push(
+      atLeast(
+        '3. lifecycle 1 factory / fsync bound',
+        `${share.toFixed(2)}× (${int(lone.jobsPerSec)} of ${int(bound)} jobs/s)`,
+        share,
+        FSYNC_GOAL,
+        `≥ ${FSYNC_GOAL.toFixed(2)}×`,
+      ),
+    );
+  }
+  if (shallow) {
+    for (const deep of many.slice(1)) {
+      const share = deep.transitionsPerSec / shallow.transitionsPerSec;
+      out.push(
+        atLeast(
+          `6. depth: lifecycle at ${count(deep.depth)} / at ${count(shallow.depth)}`,
+          `${share.toFixed(2)}× (${int(deep.transitionsPerSec)} vs ${int(shallow.transitionsPerSec)} transitions/s)`,
+          share,
+          DEPTH_GOAL,
+          `≥ ${DEPTH_GOAL.toFixed(2)}×`,
+        ),
+      );
+    }
+  }
+  return out;
+}
+
+/** True when the run asks for the 1M-deep figures (`--full` or `FLEET_BENCH_FULL=1`). */
+export function wantsFull(args: readonly string[]): boolean {
+  return args.includes('--full') || process.env.FLEET_BENCH_FULL === '1';
+}
+
 export function lifecycleOptionsFromArgs(args: string[]): Partial<LifecycleOptions> {
   const { values } = parseArgs({
     args,
@@ -311,12 +377,14 @@ export function lifecycleOptionsFromArgs(args: string[]): Partial<LifecycleOptio
       depths: { type: 'string' },
       quick: { type: 'boolean' },
       synchronous: { type: 'string' },
+      full: { type: 'boolean' },
     },
     strict: false,
   });
   const out: Partial<LifecycleOptions> = values.quick
-    ? { jobs: 4_000, depths: [1_000, 50_000], ceilingTransitions: 30_000 }
+    ? { jobs: 4_000, ceilingTransitions: 30_000 }
     : {};
+  if (wantsFull(args)) out.depths = [1_000, 200_000, 1_000_000];
   if (typeof values.jobs === 'string') out.jobs = Number(values.jobs);
   if (typeof values.depths === 'string') out.depths = values.depths.split(',').map(Number);
   if (values.synchronous === 'NORMAL' || values.synchronous === 'FULL') {

@@ -1,21 +1,47 @@
 /**
  * Runs every benchmark in sequence and prints one summary at the end:
  *
- *   npx tsx bench/run.ts [--quick]      (reruns itself with --expose-gc)
+ *   npx tsx bench/run.ts [--quick] [--full]      (reruns itself with --expose-gc)
  *   node --expose-gc --import tsx bench/run.ts
  *
  * Benchmarks print ratios against DESIGN.md's goals; nothing here asserts on timings.
+ * The summary ends with issue 13's goals in one table (goal, measured, target, ratio,
+ * met?). `--quick` measures fewer jobs per section; `--full` (or `FLEET_BENCH_FULL=1`)
+ * adds the queues of 1,000,000 jobs to the depth goal (filling one takes minutes). The
+ * SQLite sections of issue 13 share one queue file per depth (filled once, copied per
+ * section).
  */
+
+import { bullmqGoals, bullmqOptionsFromArgs, runBullmqBench } from './bullmq.bench.js';
 import { claimOptionsFromArgs, claimTable, ratioLines, runClaimBench } from './claim.bench.js';
+import { claimersGoals, claimersOptionsFromArgs, runClaimersBench } from './claimers.bench.js';
 import {
   cosmosOptionsFromArgs,
   cosmosSummary,
   cosmosTable,
   runCosmosBench,
 } from './cosmos.bench.js';
+import {
+  cosmosRequestsGoals,
+  cosmosRequestsJobsFromArgs,
+  runCosmosRequestsBench,
+} from './cosmos-requests.bench.js';
 import { BULLMQ_RATE, E2E_GOAL, runE2eBench } from './e2e.bench.js';
 import { runEtagBench } from './etag.bench.js';
 import { httpOptionsFromArgs, httpSummary, runHttpBench } from './http.bench.js';
+import {
+  httpLifecycleGoals,
+  httpLifecycleOptionsFromArgs,
+  runHttpLifecycleBench,
+} from './http-lifecycle.bench.js';
+import {
+  DEFAULT_LIFECYCLE,
+  LIFECYCLE_WARMUP,
+  lifecycleGoals,
+  lifecycleOptionsFromArgs,
+  runLifecycleBench,
+  wantsFull,
+} from './lifecycle.bench.js';
 import { runSqliteBench, sqliteOptionsFromArgs, sqliteSummary } from './sqlite.bench.js';
 import {
   BULK_SUBMIT_GOAL,
@@ -23,8 +49,10 @@ import {
   runSubmitBench,
   SUBMIT_GOAL,
 } from './submit.bench.js';
+import { type GoalRow, goalTable } from './support/goals.js';
 import { isMain, relaunchWithGc } from './support/main.js';
-import { int, say } from './support/report.js';
+import { count, int, say } from './support/report.js';
+import { QueueTemplates } from './support/sqlite-queue.js';
 import { runSweepBench, sweepOptionsFromArgs, sweepSummary } from './sweep.bench.js';
 
 export async function runAll(args: string[]): Promise<void> {
@@ -47,6 +75,74 @@ export async function runAll(args: string[]): Promise<void> {
   say();
   const cosmos = await runCosmosBench(cosmosOptionsFromArgs(args));
   say();
+
+  // Issue 13: the write path (SQLite FULL sections share one queue file per depth).
+  const lifecycleOptions = { ...DEFAULT_LIFECYCLE, ...lifecycleOptionsFromArgs(args) };
+  const claimersOptions = claimersOptionsFromArgs(args);
+  const httpLifecycleOptions = {
+    ...httpLifecycleOptionsFromArgs(args),
+    jobs: lifecycleOptions.jobs,
+    factories: lifecycleOptions.factories,
+  };
+  const templates = new QueueTemplates(
+    Math.max(
+      lifecycleOptions.jobs + LIFECYCLE_WARMUP,
+      (claimersOptions.claims ?? 20_000) + (claimersOptions.warmup ?? 1_000),
+      lifecycleOptions.jobs + (httpLifecycleOptions.warmup ?? 500),
+    ),
+  );
+  const goals: GoalRow[] = [];
+  try {
+    const lifecycle = await runLifecycleBench(lifecycleOptions, templates);
+    say();
+    const claimers = await runClaimersBench(
+      { ...claimersOptions, depths: lifecycleOptions.depths },
+      templates,
+    );
+    say();
+    const shallow = lifecycle.rows.find((r) => r.factories === lifecycleOptions.factories);
+    const httpLifecycle = await runHttpLifecycleBench(
+      { ...httpLifecycleOptions, depth: lifecycleOptions.depths[0] ?? 1_000 },
+      templates,
+      shallow,
+    );
+    say();
+    const requests = await runCosmosRequestsBench(cosmosRequestsJobsFromArgs(args));
+    say();
+    const bullmq = await runBullmqBench(bullmqOptionsFromArgs(args), shallow);
+    say();
+    for (const f of await templates.fills()) {
+      say(
+        `queue behind ${count(f.depth)}: ${int(f.jobs)} jobs filled in ${f.fillSec.toFixed(1)} s (once, copied per section)`,
+      );
+    }
+    const lifecycleRows = lifecycleGoals(lifecycle);
+    const claimersRows = claimersGoals(claimers);
+    goals.push(
+      ...lifecycleRows.filter((g) => g.goal.startsWith('1.')),
+      ...httpLifecycleGoals(httpLifecycle),
+      ...lifecycleRows.filter((g) => g.goal.startsWith('3.')),
+      {
+        goal: '4. bulk submit (submitMany), SQLite FULL',
+        measured: `${int(submit.bulkPerSec)} jobs/s`,
+        target: '≥ 10,000/s',
+        ratio: submit.bulkPerSec / BULK_SUBMIT_GOAL,
+      },
+      {
+        goal: '4. submit one at a time, SQLite FULL',
+        measured: `${int(submit.oneAtATimePerSec)} jobs/s`,
+        target: '≥ 1,600/s',
+        ratio: submit.oneAtATimePerSec / ONE_AT_A_TIME_GOAL,
+      },
+      ...claimersRows.filter((g) => g.goal.startsWith('5.')),
+      ...lifecycleRows.filter((g) => g.goal.startsWith('6.')),
+      ...claimersRows.filter((g) => g.goal.startsWith('6.')),
+      ...cosmosRequestsGoals(requests),
+      ...bullmqGoals(bullmq),
+    );
+  } finally {
+    templates.remove();
+  }
   say('== summary ==');
   say(claimTable(claims));
   say();
@@ -74,6 +170,12 @@ export async function runAll(args: string[]): Promise<void> {
   say(cosmosTable(cosmos));
   say();
   for (const line of cosmosSummary(cosmos)) say(line);
+  say();
+  say(
+    `== issue 13 goals (depths ${lifecycleOptions.depths.map(count).join(', ')}` +
+      `${wantsFull(args) ? '' : '; 1M with --full or FLEET_BENCH_FULL=1'}${args.includes('--quick') ? '; --quick' : ''}) ==`,
+  );
+  say(goalTable(goals));
   say(`total bench time ${((performance.now() - started) / 1000).toFixed(0)} s`);
 }
 
