@@ -18,7 +18,9 @@ export interface StoreFactory {
 
 /**
  * A SQLite store on a new file in its own temporary folder (default durability, FULL),
- * removed when the store is closed.
+ * removed when the store is closed. It offers what the real one offers, the
+ * one-transaction `commit` and `commitMany` included, so the suites run the write path
+ * production runs (the outbox path is compared with it in test/store/commit-paths.test.ts).
  */
 async function openTempSqlite(): Promise<DocumentStore> {
   const dir = mkdtempSync(join(tmpdir(), 'fleet-test-'));
@@ -32,6 +34,8 @@ async function openTempSqlite(): Promise<DocumentStore> {
     profiles: store.profiles,
     events: store.events,
     artifacts: store.artifacts,
+    commit: (c) => store.commit(c),
+    commitMany: (c) => store.commitMany(c),
     mark: () => store.mark(),
     sync: (from?: number) => store.sync(from),
     ping: () => store.ping(),

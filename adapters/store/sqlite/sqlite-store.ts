@@ -111,6 +111,10 @@ export type SqliteStore = DocumentStore & {
   backup: NonNullable<DocumentStore['backup']>;
   /** Retention (issue 14): always present on SQLite. */
   purgeJob: NonNullable<DocumentStore['purgeJob']>;
+  /** A job and its derived documents in one transaction: always present on SQLite. */
+  commit: NonNullable<DocumentStore['commit']>;
+  /** Several such commits in one atomic step: always present on SQLite. */
+  commitMany: NonNullable<DocumentStore['commitMany']>;
 };
 
 export const DEFAULT_PATH = './data/fleet.db';
