@@ -46,7 +46,7 @@ import { registerJobRoutes } from './job-routes.js';
 import { FleetMetrics } from './metrics.js';
 import { registerOpenApi } from './openapi.js';
 import { registerOverviewRoutes } from './overview-routes.js';
-import { routeNotFound, sendProblem } from './problem.js';
+import { paramLengthLimit, routeNotFound, sendProblem } from './problem.js';
 import { type RateLimit, registerRateLimit } from './rate-limit.js';
 import { registerPruneRoutes } from './retention.js';
 import { DEFAULT_LIST_PAGE_BYTES, type FleetApp, type RouteContext } from './route-context.js';
@@ -217,8 +217,8 @@ const fleetPluginImpl: FastifyPluginAsync<FleetPluginOptions> = async (fastify, 
     });
   const metrics = o.metrics ?? new FleetMetrics();
   const waiters = new ClaimWaiters();
-  const maxParamLength = fastify.initialConfig.maxParamLength;
-  if (maxParamLength !== undefined && maxParamLength < MAX_JOB_ID_LENGTH) {
+  const maxParamLength = paramLengthLimit(fastify);
+  if (maxParamLength < MAX_JOB_ID_LENGTH) {
     fastify.log.warn(
       `fleetPlugin: the server's maxParamLength (${maxParamLength}) is below the longest job id Fleet accepts in a path (${MAX_JOB_ID_LENGTH}); set it to ${MAX_JOB_ID_LENGTH} (Fleet's own job ids are 26 characters)`,
     );

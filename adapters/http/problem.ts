@@ -13,7 +13,7 @@
  *   and stacks are logged, never sent.
  * - `type` is a stable URN per code (`urn:fleet:problem:fenced`), not a link.
  */
-import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ERROR_CODES, type ErrorCode, FleetError } from '../../runtime/index.js';
 
 /** The media type of every error body. */
@@ -230,7 +230,7 @@ export function fleetFrameworkErrors(
 ): void {
   if (error.code === 'FST_ERR_MAX_PARAM_LENGTH') {
     // Fastify's message quotes the whole URL; say what is wrong, as the schema would.
-    const limit = request.server.initialConfig.maxParamLength;
+    const limit = paramLengthLimit(request.server);
     const message = `must be at most ${limit} characters`;
     sendProblem(
       request,
@@ -242,4 +242,14 @@ export function fleetFrameworkErrors(
     return;
   }
   sendProblem(request, reply, error);
+}
+
+/**
+ * The router's longest path parameter: set with `routerOptions.maxParamLength` (the
+ * top-level option is deprecated in Fastify 5, and `initialConfig.maxParamLength` then
+ * still says the default), else the default, 100.
+ */
+export function paramLengthLimit(server: FastifyInstance): number {
+  const config = server.initialConfig;
+  return config.routerOptions?.maxParamLength ?? config.maxParamLength ?? 100;
 }

@@ -279,7 +279,7 @@ export async function buildServer(
       bodyLimit: config.bodyLimit,
       ...timeouts(config),
       // The router refuses exactly the ids the route schemas refuse (see MAX_JOB_ID_LENGTH).
-      maxParamLength: MAX_JOB_ID_LENGTH,
+      routerOptions: { maxParamLength: MAX_JOB_ID_LENGTH },
       // Malformed URLs and over-long params get problem documents too...
       frameworkErrors: fleetFrameworkErrors,
       // ...and so do requests Node's parser refuses (headers too large, bad framing).

@@ -3,9 +3,10 @@
  * router and the route schemas; an events cursor that is a canonical decimal seq and
  * nothing else; a JSON body with a `__proto__` key refused for what it is.
  */
+import Fastify from 'fastify';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../adapters/http/config.js';
-import { MAX_JOB_ID_LENGTH } from '../../adapters/http/index.js';
+import { fleetPlugin, MAX_JOB_ID_LENGTH } from '../../adapters/http/index.js';
 import { buildServer } from '../../adapters/http/server.js';
 import { createMemoryStore } from '../../adapters/store/memory/index.js';
 import {
@@ -39,7 +40,7 @@ describe('22: HTTP input hardening', () => {
         (p: { name: string }) => p.name === 'id',
       );
       // One limit: what the OpenAPI document promises is what the router lets through.
-      expect(param.schema.maxLength).toBe(server.app.initialConfig.maxParamLength);
+      expect(param.schema.maxLength).toBe(server.app.initialConfig.routerOptions?.maxParamLength);
       expect(param.schema.maxLength).toBe(MAX_JOB_ID_LENGTH);
       const get = (id: string) =>
         server.app.inject({ url: `/fleet/jobs/${id}`, headers: { authorization: 'Bearer tok-a' } });
@@ -144,6 +145,30 @@ describe('22: HTTP input hardening', () => {
     for (const e of res.json().errors as Array<{ path: string; message: string }>) {
       expect(e.message.length).toBeLessThanOrEqual(200);
       expect(e.path.length).toBeLessThanOrEqual(200);
+    }
+  });
+
+  it('22: a host whose router allows shorter params than Fleet accepts is warned at registration', async () => {
+    const lines: string[] = [];
+    const stream = { write: (line: string) => lines.push(line) };
+    for (const [limit, warned] of [
+      [50, true],
+      [MAX_JOB_ID_LENGTH, false],
+    ] as const) {
+      lines.length = 0;
+      const app = Fastify({
+        logger: { level: 'warn', stream },
+        routerOptions: { maxParamLength: limit },
+      });
+      await app.register(fleetPlugin, {
+        store: createMemoryStore(),
+        authenticate: () => ({ productId: PRODUCT, roles: ['submitter'] }),
+      });
+      await app.ready();
+      await app.close();
+      const warning = lines.find((l) => l.includes('maxParamLength'));
+      expect(warning !== undefined, `limit ${limit}`).toBe(warned);
+      if (warned) expect(warning).toContain(`maxParamLength (${limit})`);
     }
   });
 });
