@@ -1332,47 +1332,19 @@ class MemoryStore implements DocumentStore {
    * commit is all or nothing.
    */
   async commit(c: JobCommit): Promise<Stored<JobDoc>> {
-    try {
-      const k = this.#tables;
-      const job = k.jobs.prepare(c.job);
-      const events = c.events.map((e) => k.events.prepare(e));
-      const upserts = [
-        ...c.runs.map((r) => upsert(k.runs, r)),
-        ...(c.lease === null ? [] : [upsert(k.leases, c.lease)]),
-        ...c.artifacts.map((a) => upsert(k.artifacts, a)),
-      ];
-      await yieldTurn();
-      k.jobs.assertOpen();
-      const stored = k.jobs.get(job.pk, job.id);
-      if (c.etag === null) {
-        if (stored !== undefined) {
-          throw new StoreFault('exists', `jobs ${job.pk}/${job.id} already exists`);
-        }
-      } else if (stored === undefined) {
-        throw new StoreFault('missing', `jobs ${job.pk}/${job.id} not found`);
-      } else if (stored.etag !== c.etag) {
-        throw new StoreFault('stale', `jobs ${job.pk}/${job.id}: etag does not match`);
-      }
-      for (const e of events) {
-        if (k.events.get(e.pk, e.id) !== undefined) {
-          throw new StoreFault('exists', `events ${e.pk}/${e.id} already exists`);
-        }
-      }
-      if (c.etag === null) k.jobs.create(job);
-      else k.jobs.replace(job, c.etag);
-      for (const e of events) k.events.create(e);
-      for (const apply of upserts) apply();
-      return job.copy;
-    } catch (e) {
-      throw mapError(e, 'commit');
-    }
+    const [job] = await this.#commitAll([c], 'commit');
+    return job as Stored<JobDoc>;
   }
 
   /**
    * Several commits in one synchronous step: all of them checked first (each job's etag
    * or absence, every event id, no id twice), then all applied, so it is all or nothing.
    */
-  async commitMany(commits: readonly JobCommit[]): Promise<Stored<JobDoc>[]> {
+  commitMany(commits: readonly JobCommit[]): Promise<Stored<JobDoc>[]> {
+    return this.#commitAll(commits, 'commitMany');
+  }
+
+  async #commitAll(commits: readonly JobCommit[], op: string): Promise<Stored<JobDoc>[]> {
     try {
       const k = this.#tables;
       const prepared = commits.map((c) => ({
@@ -1423,7 +1395,7 @@ class MemoryStore implements DocumentStore {
       }
       return out;
     } catch (e) {
-      throw mapError(e, 'commitMany');
+      throw mapError(e, op);
     }
   }
 
