@@ -123,7 +123,8 @@ describe('sync(mark): a unit of work whose writes spanned several commits', () =
     const mark = store.mark();
     await store.factories.create(factory('a')); // batch 1, made to fail below
     db.prepare("INSERT INTO t_child VALUES ('missing')").run();
-    await new Promise((r) => setImmediate(r)); // its commit runs (and fails) here
+    // Its commit runs (and fails): wait for the batch's end, not for a number of turns.
+    await store.sync().catch(() => undefined);
     await store.factories.create(factory('b')); // batch 2, fine
     const later = store.mark();
     let failure: unknown;
