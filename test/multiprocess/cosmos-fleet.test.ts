@@ -32,6 +32,7 @@ import {
   openCosmosStore,
 } from '../../adapters/store/cosmos/index.js';
 import type { DocumentStore } from '../../runtime/document-store.port.js';
+import type { Page } from '../../runtime/types.js';
 import {
   type CosmosTestServer,
   startCosmosServer,
@@ -301,13 +302,17 @@ describe('three fleet processes on one Cosmos DB database', () => {
     const submission = (async () => {
       await eachLimited(plan, SUBMIT_CONCURRENCY, async (job) => {
         const deps = await Promise.all(job.deps.map((d) => idOf.get(d)!));
-        const r = await submitters[job.index % SERVERS]!.call('POST', '/fleet/jobs', {
-          idempotencyKey: job.key,
-          bodyMd: `# Job ${job.index}\n\nPlanned by seed ${SEED}.`,
-          priority: job.priority,
-          ...(deps.length > 0 ? { deps, depsMode: 'hard' } : {}),
-          retry: RETRY,
-        });
+        const r = await submitters[job.index % SERVERS]!.call<{ id: string; stage: string }>(
+          'POST',
+          '/fleet/jobs',
+          {
+            idempotencyKey: job.key,
+            bodyMd: `# Job ${job.index}\n\nPlanned by seed ${SEED}.`,
+            priority: job.priority,
+            ...(deps.length > 0 ? { deps, depsMode: 'hard' } : {}),
+            retry: RETRY,
+          },
+        );
         if (r.status !== 201) {
           throw new Error(`submit ${job.index}: ${r.status} ${JSON.stringify(r.body)}`);
         }
@@ -386,7 +391,10 @@ describe('three fleet processes on one Cosmos DB database', () => {
     let cursor: string | null = null;
     do {
       const q: string = cursor === null ? '' : `&cursor=${encodeURIComponent(cursor)}`;
-      const page = await admins[0]!.call('GET', `/fleet/jobs?limit=500${q}`);
+      const page = await admins[0]!.call<Page<{ id: string; stage: string; deps: string[] }>>(
+        'GET',
+        `/fleet/jobs?limit=500${q}`,
+      );
       expect(page.status).toBe(200);
       for (const j of page.body.items) jobs.set(j.id, j);
       cursor = page.body.nextCursor;
@@ -413,7 +421,10 @@ describe('three fleet processes on one Cosmos DB database', () => {
       let after: string | null = null;
       do {
         const q: string = after === null ? '' : `&cursor=${encodeURIComponent(after)}`;
-        const page = await admins[i % SERVERS]!.call('GET', `/fleet/jobs/${id}/events?limit=8${q}`);
+        const page = await admins[i % SERVERS]!.call<Page<FleetEvent>>(
+          'GET',
+          `/fleet/jobs/${id}/events?limit=8${q}`,
+        );
         if (page.status !== 200) {
           apiMismatches.push(`GET events of ${id}: ${page.status} ${JSON.stringify(page.body)}`);
           return;

@@ -16,12 +16,21 @@
  *   with `409 FENCED`.
  */
 import { Pool } from 'undici';
+import type { ClaimGrant, JobDoc } from '../../runtime/types.js';
 
-/** One answer of the Fleet API. */
-export interface ApiResponse {
+/**
+ * One answer of the Fleet API. `T` is the body of a success, as the caller expects it
+ * (checked by the status first); any other status carries a problem document, or null.
+ */
+export interface ApiResponse<T = unknown> {
   status: number;
-  // biome-ignore lint/suspicious/noExplicitAny: JSON from the server, checked by the caller
-  body: any;
+  body: T;
+}
+
+/** What a renewal answers (API.md): the lease's epoch and its new expiry. */
+interface RenewAnswer {
+  leaseEpoch: number;
+  expiresAt: string;
 }
 
 /** Keep-alive HTTP to one Fleet server, with one bearer token. */
@@ -42,7 +51,7 @@ export class FleetHttp {
     });
   }
 
-  async call(method: string, path: string, body?: unknown): Promise<ApiResponse> {
+  async call<T = unknown>(method: string, path: string, body?: unknown): Promise<ApiResponse<T>> {
     const res = await this.#pool.request({
       method: method as 'GET',
       path,
@@ -147,8 +156,11 @@ export interface FactoryOptions {
   done: () => boolean;
 }
 
-const problemCode = (r: ApiResponse): string | undefined =>
-  r.body && typeof r.body === 'object' && typeof r.body.code === 'string' ? r.body.code : undefined;
+const problemCode = (r: ApiResponse): string | undefined => {
+  const code: unknown =
+    r.body && typeof r.body === 'object' ? Reflect.get(r.body, 'code') : undefined;
+  return typeof code === 'string' ? code : undefined;
+};
 
 const describe = (r: ApiResponse): string => `${r.status} ${JSON.stringify(r.body)?.slice(0, 300)}`;
 
@@ -174,9 +186,12 @@ export class SimulatedFactory {
     if (beat.status !== 200) ledger.unexpected.push(`${factoryId} heartbeat: ${describe(beat)}`);
     while (!this.#o.done()) {
       ledger.claimCalls++;
-      let r: ApiResponse;
+      let r: ApiResponse<ClaimGrant>;
       try {
-        r = await http.call('POST', '/fleet/claim', { factoryId, waitMs: this.#o.waitMs });
+        r = await http.call<ClaimGrant>('POST', '/fleet/claim', {
+          factoryId,
+          waitMs: this.#o.waitMs,
+        });
       } catch (e) {
         ledger.unexpected.push(`${factoryId} claim: ${(e as Error).message}`);
         await sleep(100);
@@ -214,7 +229,7 @@ export class SimulatedFactory {
   /** Renews; returns the new expiry, or null (recorded) when refused. */
   async #renew(grant: Grant): Promise<number | null> {
     const { http, factoryId, ledger } = this.#o;
-    const r = await http.call('POST', `/fleet/jobs/${grant.jobId}/lease/renew`, {
+    const r = await http.call<RenewAnswer>('POST', `/fleet/jobs/${grant.jobId}/lease/renew`, {
       factoryId,
       leaseEpoch: grant.leaseEpoch,
     });
@@ -246,7 +261,7 @@ export class SimulatedFactory {
         expiresAt = again;
       }
       if (plan.failAt === i) {
-        const r = await http.call('PATCH', `/fleet/jobs/${grant.jobId}`, {
+        const r = await http.call<JobDoc>('PATCH', `/fleet/jobs/${grant.jobId}`, {
           factoryId,
           leaseEpoch: grant.leaseEpoch,
           to: 'failed',
@@ -257,7 +272,7 @@ export class SimulatedFactory {
         } else this.#refused(grant, 'fail', r);
         return;
       }
-      const r = await http.call('PATCH', `/fleet/jobs/${grant.jobId}`, {
+      const r = await http.call<JobDoc>('PATCH', `/fleet/jobs/${grant.jobId}`, {
         factoryId,
         leaseEpoch: grant.leaseEpoch,
         to,
@@ -289,7 +304,7 @@ export class SimulatedFactory {
     await sleep(this.#o.pauseMs);
     const deadline = Date.now() + this.#o.reapDeadlineMs;
     for (;;) {
-      const r = await http.call('GET', `/fleet/jobs/${grant.jobId}`);
+      const r = await http.call<JobDoc>('GET', `/fleet/jobs/${grant.jobId}`);
       if (r.status === 200 && r.body.leaseEpoch > grant.leaseEpoch) break;
       // never reaped within the deadline: `pause.reapSeenAt` stays null (the test says so)
       if (Date.now() > deadline || this.#o.done()) return;
